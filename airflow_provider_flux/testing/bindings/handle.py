@@ -1,0 +1,252 @@
+"""``Flux`` handles and futures of the simulated instance.
+
+They behave like flux-core's where the provider relies on it: one socket per
+handle, a ``pollfd()`` that becomes readable when responses wait, a reactor run
+with ``FLUX_REACTOR_NOWAIT`` that dispatches what has arrived, streaming futures
+whose ``then`` callback runs once per response, and blocking ``get()`` outside
+callbacks. A handle belongs to one thread, as in flux-core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import select
+import socket
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from airflow_provider_flux.testing import protocol
+from airflow_provider_flux.testing.bindings.constants import (
+    FLUX_POLLERR,
+    FLUX_POLLIN,
+    FLUX_REACTOR_NOWAIT,
+)
+
+SCHEME = "sim://"
+
+
+class Future:
+    """A response (or a stream of responses) to one request.
+
+    As in flux-core, the ``then`` callback runs when the future becomes ready; a
+    streaming future becomes ready again after ``reset()`` when more responses wait.
+    An error response stays in place: it ends the stream.
+    """
+
+    def __init__(self, handle: Flux, matchtag: int, streaming: bool = False) -> None:
+        self._handle = handle
+        self.matchtag = matchtag
+        self.streaming = streaming
+        self._responses: deque[protocol.Message] = deque()
+        self._then: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+        self._scheduled = False
+        self.stopped = False
+
+    @property
+    def terminal(self) -> bool:
+        """True once the last response this future will get has arrived."""
+        if not self._responses:
+            return False
+        return not self.streaming or "errnum" in self._responses[-1]
+
+    def _deliver(self, message: protocol.Message) -> None:
+        self._responses.append(message)
+        if len(self._responses) == 1:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._then is not None and not self._scheduled:
+            self._scheduled = True
+            self._handle._ready.append(self)
+
+    def _run_callback(self) -> None:
+        self._scheduled = False
+        if self._then is None or self.stopped or not self._responses:
+            return
+        callback, args, kwargs = self._then
+        callback(self, *args, **kwargs)
+
+    def then(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Call ``callback(future, *args)`` from the reactor when a response is ready."""
+        if self._then is not None:
+            raise OSError(errno.EEXIST, "then callback already exists for this future")
+        self._then = (callback, args, kwargs)
+        if self._responses:
+            self._schedule()
+        return self
+
+    def stop(self) -> None:
+        """Stop calling the callback."""
+        self.stopped = True
+
+    def is_ready(self) -> bool:
+        return bool(self._responses)
+
+    def wait_for(self, timeout: float = -1.0) -> Future:
+        """Block until a response arrives (not from inside the reactor)."""
+        while not self._responses:
+            self._handle._receive(block=True, timeout=None if timeout < 0 else timeout)
+        return self
+
+    def _current(self) -> protocol.Message:
+        self.wait_for()
+        message = self._responses[0]
+        errnum = message.get("errnum")
+        if errnum:
+            raise OSError(errnum, message.get("errstr") or os.strerror(errnum))
+        return message
+
+    def reset(self) -> None:
+        """Move to the next response of a stream."""
+        if self._responses and "errnum" not in self._responses[0]:
+            self._responses.popleft()
+        if self._responses:
+            self._schedule()
+
+    def get(self) -> Any:
+        """The payload of the (current) response; raises ``OSError`` for an error."""
+        return self._current().get("payload")
+
+
+class Flux:
+    """A handle on a simulated instance: ``Flux("sim:///path/to/socket")``."""
+
+    def __init__(self, url: str | None = None, flags: int = 0) -> None:
+        url = url or os.environ.get("FLUX_URI") or ""
+        if not url.startswith(SCHEME):
+            raise OSError(errno.EINVAL, f"Unable to connect to Flux: {url!r} is not a sim:// URI")
+        self.url = url
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.connect(url[len(SCHEME) :])
+        except OSError as err:
+            self._sock.close()
+            raise OSError(err.errno, f"Unable to connect to Flux: {url}: {err.strerror}") from None
+        self._sock.setblocking(False)
+        self._decoder = protocol.LineDecoder()
+        self._matchtags = itertools.count(1)
+        self._futures: dict[int, Future] = {}
+        self._ready: deque[Future] = deque()
+        self._lost: OSError | None = None
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+    # -- requests ---------------------------------------------------------------
+
+    def rpc(self, topic: str, payload: Any = None, nodeid: int = 0, flags: int = 0) -> Future:
+        """Send a request; returns the future of its response."""
+        return self._request(topic, payload, streaming=False)
+
+    def _request(self, topic: str, payload: Any, *, streaming: bool) -> Future:
+        matchtag = next(self._matchtags)
+        future = Future(self, matchtag, streaming)
+        self._futures[matchtag] = future
+        self._send({"topic": topic, "matchtag": matchtag, "payload": payload})
+        return future
+
+    def _notify(self, topic: str, payload: Any) -> None:
+        """A request that gets no response (``FLUX_RPC_NORESPONSE``)."""
+        self._send({"topic": topic, "matchtag": 0, "payload": payload})
+
+    def _send(self, message: protocol.Message) -> None:
+        if self._lost is not None:
+            raise OSError(self._lost.errno, self._lost.strerror)
+        data = protocol.encode(message)
+        while data:
+            try:
+                data = data[self._sock.send(data) :]
+            except BlockingIOError:
+                select.select([], [self._sock], [])
+            except OSError as err:
+                self._connection_lost(err)
+                raise OSError(err.errno, err.strerror) from None
+
+    def attr_get(self, name: str) -> str:
+        """Read a broker attribute (blocking)."""
+        return str(self.rpc("attr.get", {"name": name}).get()["value"])
+
+    # -- the reactor -----------------------------------------------------------
+
+    def pollfd(self) -> int:
+        """A file descriptor that is readable when responses wait."""
+        return self._sock.fileno()
+
+    def pollevents(self) -> int:
+        """``FLUX_POLLIN`` while something waits to be dispatched; ``FLUX_POLLERR`` when lost."""
+        if self._lost is not None:
+            return FLUX_POLLERR
+        if self._ready:
+            return FLUX_POLLIN
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return FLUX_POLLIN if readable else 0
+
+    @contextlib.contextmanager
+    def in_reactor(self) -> Iterator[None]:
+        """Mark this thread as running the reactor (flux-core skips its SIGINT dance then)."""
+        yield
+
+    def get_reactor(self) -> Flux:
+        return self
+
+    def flux_reactor_run(self, reactor: Any, flags: int) -> int:
+        """Dispatch responses to their futures' callbacks; with NOWAIT, only what is there."""
+        if not flags & FLUX_REACTOR_NOWAIT:
+            self._dispatch()
+            while any(f._then is not None and not f.stopped for f in self._futures.values()):
+                self._receive(block=True)
+                self._dispatch()
+            return 0
+        self._receive(block=False)
+        self._dispatch()
+        return -1 if self._lost is not None else len(self._futures)
+
+    def reactor_run(self, reactor: Any = None, flags: int = 0) -> int:
+        return self.flux_reactor_run(reactor, flags)
+
+    def _dispatch(self) -> None:
+        while self._ready:
+            self._ready.popleft()._run_callback()
+
+    def _receive(self, *, block: bool, timeout: float | None = None) -> None:
+        if self._lost is not None:
+            raise OSError(self._lost.errno, self._lost.strerror)
+        if block:
+            readable, _, _ = select.select([self._sock], [], [], timeout)
+            if not readable:
+                raise OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+        while True:
+            try:
+                data = self._sock.recv(1 << 16)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                self._connection_lost(err)
+                return
+            if not data:
+                self._connection_lost(OSError(errno.ECONNRESET, os.strerror(errno.ECONNRESET)))
+                return
+            for message in self._decoder.feed(data):
+                future = self._futures.get(int(message.get("matchtag", 0)))
+                if future is not None:
+                    future._deliver(message)
+                    if future.terminal:
+                        del self._futures[future.matchtag]
+            if len(data) < (1 << 16):
+                return
+
+    def _connection_lost(self, err: OSError) -> None:
+        """Fail every outstanding future, as flux-core does when a connector loses the broker."""
+        if self._lost is not None:
+            return
+        errnum = err.errno or errno.ECONNRESET
+        self._lost = OSError(errnum, err.strerror or "connection lost")
+        futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
+            future._deliver(protocol.error_response(future.matchtag, errnum, self._lost.strerror))

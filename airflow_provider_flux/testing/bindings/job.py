@@ -1,0 +1,196 @@
+"""Stand-in for ``flux.job``: eventlog watches, lookups, submit and cancel.
+
+Names, signatures and behaviour follow flux-core's ``flux/job/event.py``,
+``kvslookup.py``, ``submit.py`` and ``kill.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from airflow_provider_flux.testing.bindings.handle import Flux, Future
+
+MAIN_EVENTS = frozenset(
+    {
+        "submit", "depend", "priority", "flux-restart", "urgency", "alloc", "free",
+        "start", "release", "finish", "clean", "debug", "exception",
+    }
+)  # fmt: skip
+
+
+class EventLogEvent(dict[str, Any]):
+    """One eventlog entry (RFC 18): ``name``, ``timestamp``, ``context``."""
+
+    def __init__(self, event: str | dict[str, Any]) -> None:
+        super().__init__(json.loads(event) if isinstance(event, str) else event)
+        self.setdefault("context", {})
+
+    @property
+    def name(self) -> str:
+        return str(self["name"])
+
+    @property
+    def timestamp(self) -> float:
+        return float(self["timestamp"])
+
+    @property
+    def context(self) -> dict[str, Any]:
+        context: dict[str, Any] = self["context"]
+        return context
+
+
+class JobException(Exception):
+    """An ``exception`` event of a job, raised by :func:`event_wait`."""
+
+    def __init__(self, event: EventLogEvent) -> None:
+        self.timestamp = event.timestamp
+        self.type = event.context["type"]
+        self.note = event.context["note"]
+        self.severity = event.context["severity"]
+        super().__init__()
+
+    def __str__(self) -> str:
+        return f"job.exception: type={self.type}: {self.note}"
+
+
+class JobEventWatchFuture:
+    """The future of ``event_watch_async``; ``get_event()`` returns ``None`` at the end."""
+
+    def __init__(self, future: Future) -> None:
+        self._future = future
+        self.needs_cancel = True
+
+    def __del__(self) -> None:
+        if getattr(self, "needs_cancel", False):
+            with contextlib.suppress(OSError):
+                self.cancel()
+
+    def then(self, callback: Any, *args: Any, **kwargs: Any) -> JobEventWatchFuture:
+        self._future.then(lambda _f, *a, **kw: callback(self, *a, **kw), *args, **kwargs)
+        return self
+
+    def stop(self) -> None:
+        self._future.stop()
+
+    def is_ready(self) -> bool:
+        return self._future.is_ready()
+
+    def get_event(self, autoreset: bool = True) -> EventLogEvent | None:
+        try:
+            payload = self._future.get()
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                self.needs_cancel = False
+                return None
+            raise
+        if autoreset:
+            self._future.reset()
+        return EventLogEvent(payload["event"])
+
+    def cancel(self, stop: bool = False) -> None:
+        """Ask the broker to end the stream (it answers with ENODATA)."""
+        self._future._handle._notify(
+            "job-info.eventlog-watch-cancel", {"matchtag": self._future.matchtag}
+        )
+        self.needs_cancel = False
+        if stop:
+            self.stop()
+
+
+def event_watch_async(
+    flux_handle: Flux, jobid: int, eventlog: str = "eventlog", flags: int = 0
+) -> JobEventWatchFuture:
+    """Watch a job eventlog (``flags``: ``FLUX_JOB_EVENT_WATCH_WAITCREATE``)."""
+    payload = {"id": int(jobid), "path": eventlog, "flags": flags}
+    return JobEventWatchFuture(
+        flux_handle._request("job-info.eventlog-watch", payload, streaming=True)
+    )
+
+
+def event_watch(
+    flux_handle: Flux, jobid: int, eventlog: str = "eventlog"
+) -> Iterator[EventLogEvent]:
+    """Blocking generator over a job's events."""
+    watcher = event_watch_async(flux_handle, jobid, eventlog)
+    event = watcher.get_event()
+    while event is not None:
+        yield event
+        event = watcher.get_event()
+
+
+def event_wait(
+    flux_handle: Flux,
+    jobid: int,
+    name: str,
+    eventlog: str = "eventlog",
+    raiseJobException: bool = True,
+) -> EventLogEvent:
+    """Block until event ``name``; ``JobException`` on a fatal exception first."""
+    for event in event_watch(flux_handle, jobid, eventlog):
+        if event.name == name:
+            return event
+        if raiseJobException and event.name == "exception" and event.context["severity"] == 0:
+            raise JobException(event)
+    raise OSError(errno.ENODATA, f"eventlog ended before event='{name}'")
+
+
+def job_info_lookup(
+    flux_handle: Flux, jobid: int, keys: list[str] | None = None, flags: int = 0
+) -> Future:
+    """Read job keys (``eventlog``, ...) as they stand: one RPC."""
+    payload = {"id": int(jobid), "keys": keys or ["jobspec"], "flags": flags}
+    return flux_handle.rpc("job-info.lookup", payload)
+
+
+class SubmitFuture:
+    """The future of :func:`submit_async`."""
+
+    def __init__(self, future: Future) -> None:
+        self._future = future
+
+    def get_id(self) -> int:
+        return int(self._future.get()["id"])
+
+    def then(self, callback: Any, *args: Any, **kwargs: Any) -> SubmitFuture:
+        self._future.then(lambda _f, *a, **kw: callback(self, *a, **kw), *args, **kwargs)
+        return self
+
+
+def submit_async(
+    flux_handle: Flux, jobspec: Any, urgency: int = 16, **_kwargs: Any
+) -> SubmitFuture:
+    """Submit a jobspec (dict, or JSON/YAML text, or an object with ``dumps()``)."""
+    if hasattr(jobspec, "dumps"):
+        jobspec = jobspec.dumps()
+    if isinstance(jobspec, (str, bytes)):
+        jobspec = yaml.safe_load(jobspec)
+    payload = {"jobspec": jobspec, "urgency": urgency}
+    return SubmitFuture(flux_handle.rpc("job-manager.submit", payload))
+
+
+def submit(flux_handle: Flux, jobspec: Any, urgency: int = 16, **kwargs: Any) -> int:
+    """Submit and return the job ID (blocking)."""
+    return submit_async(flux_handle, jobspec, urgency, **kwargs).get_id()
+
+
+def job_raise_async(
+    flux_handle: Flux, jobid: int, exc_type: str, severity: int = 0, note: str | None = None
+) -> Future:
+    """Raise a job exception."""
+    payload = {"id": int(jobid), "type": exc_type, "severity": severity, "note": note or ""}
+    return flux_handle.rpc("job-manager.raise", payload)
+
+
+def cancel_async(flux_handle: Flux, jobid: int, reason: str | None = None) -> Future:
+    """Cancel a job: a fatal ``cancel`` exception."""
+    return job_raise_async(flux_handle, jobid, "cancel", 0, reason)
+
+
+def cancel(flux_handle: Flux, jobid: int, reason: str | None = None) -> None:
+    cancel_async(flux_handle, jobid, reason).get()
