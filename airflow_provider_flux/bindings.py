@@ -1,0 +1,115 @@
+"""Finds the Flux Python bindings for an instance URI.
+
+``sim://`` URIs name a simulated Flux instance (:mod:`airflow_provider_flux.testing`),
+everything else goes to flux-core's own bindings.  The rest of the provider only
+touches Flux through :class:`FluxBindings`, so both are driven by the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+SIM_SCHEME = "sim://"
+
+FLUX_IMPORT_HELP = (
+    "The Flux Python bindings (the `flux` package) cannot be imported. "
+    "Install them with `pip install 'airflow-provider-flux[flux]'` (flux-python builds "
+    "against an installed flux-core), or point Python at the bindings that ship with "
+    "flux-core: `export PYTHONPATH=$(flux config builtin python_path):$PYTHONPATH` "
+    "(they also need `cffi`, `pyyaml` and `ply` installed). To test DAGs with no Flux "
+    "cluster, use a simulated instance: a `sim://` URI, see airflow_provider_flux.testing."
+)
+
+# flux-core's enum value; the bindings export it as a constant when built with it.
+_WAITCREATE_DEFAULT = 1
+
+
+class FluxBindingsUnavailable(ImportError):
+    """The Flux Python bindings are not installed or not on ``sys.path``."""
+
+
+@dataclass(frozen=True)
+class FluxBindings:
+    """The parts of the flux Python bindings that the provider uses.
+
+    :param origin: where they come from: ``"flux-core"`` or ``"simulated"``.
+    :param flux: the top-level module, with ``Flux`` (the handle class).
+    :param job: the ``flux.job`` module.
+    :param constants: the ``flux.constants`` module.
+    """
+
+    origin: str
+    flux: ModuleType
+    job: ModuleType
+    constants: ModuleType
+
+    @property
+    def simulated(self) -> bool:
+        """True for a simulated instance."""
+        return self.origin == "simulated"
+
+    def open(self, uri: str | None) -> Any:
+        """Open a handle; blocking (``ssh://`` connects a remote shell), so call it off-loop."""
+        return self.flux.Flux(uri)
+
+    def constant(self, name: str, default: int | None = None) -> int:
+        """Read ``FLUX_<name>`` from the bindings' constants."""
+        value = getattr(self.constants, f"FLUX_{name}", default)
+        if value is None:
+            raise AttributeError(f"the Flux bindings do not define FLUX_{name}")
+        return int(value)
+
+    def event_watch_async(
+        self, handle: Any, jobid: int, eventlog: str = "eventlog", *, waitcreate: bool = False
+    ) -> Any:
+        """Start ``flux_job_event_watch``; returns a ``JobEventWatchFuture``.
+
+        ``flux.job.event_watch_async`` has no ``flags`` argument, so a watch that waits
+        for a guest eventlog to be created goes through the raw wrapper, as the binding
+        itself does.
+        """
+        if not waitcreate:
+            return self.job.event_watch_async(handle, jobid, eventlog)
+        flags = self.constant("JOB_EVENT_WATCH_WAITCREATE", _WAITCREATE_DEFAULT)
+        raw = importlib.import_module(f"{self.job.__name__}._wrapper")._RAW
+        return self.job.JobEventWatchFuture(raw.event_watch(handle, int(jobid), eventlog, flags))
+
+
+def is_simulated_uri(uri: str | None) -> bool:
+    """True when ``uri`` names a simulated Flux instance."""
+    return bool(uri) and str(uri).startswith(SIM_SCHEME)
+
+
+def effective_uri(uri: str | None) -> str | None:
+    """The URI a handle opened with ``uri`` connects to: ``FLUX_URI`` when empty."""
+    return uri or os.environ.get("FLUX_URI") or None
+
+
+def load_bindings(uri: str | None) -> FluxBindings:
+    """Return the bindings that can open ``uri`` (``None``: the default instance)."""
+    if is_simulated_uri(effective_uri(uri)):
+        from airflow_provider_flux.testing import bindings as sim
+
+        return FluxBindings("simulated", sim, sim.job, sim.constants)
+    return load_flux_core_bindings()
+
+
+def load_flux_core_bindings() -> FluxBindings:
+    """Import flux-core's bindings, with an error that says how to get them."""
+    try:
+        flux = importlib.import_module("flux")
+        job = importlib.import_module("flux.job")
+        constants = importlib.import_module("flux.constants")
+    except ImportError as err:
+        raise FluxBindingsUnavailable(f"{FLUX_IMPORT_HELP} (import error: {err})") from err
+    if not hasattr(flux, "Flux"):
+        # A different PyPI package is also called `flux`.
+        raise FluxBindingsUnavailable(
+            f"the `flux` module at {getattr(flux, '__file__', '?')} is not flux-core's "
+            f"bindings. {FLUX_IMPORT_HELP}"
+        )
+    return FluxBindings("flux-core", flux, job, constants)

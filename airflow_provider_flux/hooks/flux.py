@@ -1,0 +1,143 @@
+"""The ``flux`` connection type and the hook that opens Flux handles."""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.events import JobEvent, parse_eventlog
+from airflow_provider_flux.jobid import format_jobid
+
+
+def normalize_flux_uri(value: str | None) -> str | None:
+    """Turn what a connection holds into a Flux URI; ``None`` means the default instance.
+
+    Accepts a full URI (``local:///run/flux/local``, ``ssh://host/path``, ``sim:///path``)
+    or a bare socket path, which means ``local://`` + path.
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    if "://" in value:
+        return value
+    if value.startswith("/"):
+        return f"local://{value}"
+    raise ValueError(
+        f"{value!r} is not a Flux URI: expected local:///path/to/socket, ssh://host/path, "
+        "a socket path, or nothing for the default instance"
+    )
+
+
+class FluxHook(BaseHook):
+    """Connects to a Flux instance named by an Airflow connection of type ``flux``.
+
+    The connection's host holds the instance URI: ``local:///path/to/socket``,
+    ``ssh://host/path``, ``sim:///path`` (a simulated instance) or nothing, which means
+    ``FLUX_URI`` from the environment, else the system instance. When the connection
+    is ``flux_default`` and it does not exist, the default instance is used.
+
+    :param flux_conn_id: the Airflow connection ID of the Flux instance.
+    """
+
+    conn_name_attr = "flux_conn_id"
+    default_conn_name = "flux_default"
+    conn_type = "flux"
+    hook_name = "Flux"
+
+    def __init__(self, flux_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.flux_conn_id = flux_conn_id
+
+    def get_uri(self) -> str | None:
+        """The instance URI of the connection (``None``: the default instance)."""
+        try:
+            conn = self.get_connection(self.flux_conn_id)
+        except AirflowNotFoundException:
+            if self.flux_conn_id != self.default_conn_name:
+                raise
+            return None
+        return normalize_flux_uri(conn.host)
+
+    async def aget_uri(self) -> str | None:
+        """Async :meth:`get_uri`, for triggers."""
+        try:
+            conn = await self.aget_connection(self.flux_conn_id)
+        except AirflowNotFoundException:
+            if self.flux_conn_id != self.default_conn_name:
+                raise
+            return None
+        return normalize_flux_uri(conn.host)
+
+    def get_bindings(self) -> FluxBindings:
+        """The bindings that serve this connection (flux-core's or the simulator's)."""
+        return load_bindings(self.get_uri())
+
+    def get_conn(self) -> Any:
+        """Open a ``flux.Flux`` handle to the instance (blocking)."""
+        uri = self.get_uri()
+        return load_bindings(uri).open(uri)
+
+    def read_eventlog(self, jobid: int, eventlog: str = "eventlog") -> tuple[list[JobEvent], bool]:
+        """Read a job eventlog as it stands, in one lookup (blocking).
+
+        Returns the events and whether the eventlog is complete (the job is inactive).
+        A guest eventlog is readable this way once the job has released its resources
+        (Flux copies it to the main namespace then); before that it reads as empty.
+
+        :raises FileNotFoundError: no such job (or eventlog, once the job is inactive).
+        :raises PermissionError: the job belongs to another user.
+        """
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        handle = bindings.open(uri)
+        main = self._lookup(bindings, handle, jobid, "eventlog")
+        complete = any(event.name == "clean" for event in main)
+        if eventlog == "eventlog":
+            return main, complete
+        if eventlog.startswith("guest.") and not any(e.name == "release" for e in main):
+            return [], complete
+        return self._lookup(bindings, handle, jobid, eventlog), complete
+
+    def _lookup(self, bindings: FluxBindings, handle: Any, jobid: int, key: str) -> list[JobEvent]:
+        try:
+            found = bindings.job.job_info_lookup(handle, jobid, keys=[key]).get()
+        except OSError as err:
+            where = f"job {format_jobid(jobid)} on {self.describe()}"
+            if err.errno == errno.ENOENT:
+                raise FileNotFoundError(
+                    err.errno, f"{where}: no such job, or no eventlog {key!r}"
+                ) from err
+            if err.errno == errno.EPERM:
+                raise PermissionError(err.errno, f"{where}: not allowed to read {key!r}") from err
+            raise OSError(err.errno, f"{where}: reading {key!r} failed: {err.strerror}") from err
+        return parse_eventlog(str(found[key]))
+
+    def submit(self, jobspec: Mapping[str, Any] | str, urgency: int = 16) -> int:
+        """Submit a jobspec (a dict, or its JSON/YAML text); returns the job ID (blocking).
+
+        Build one with :func:`airflow_provider_flux.jobspec.jobspec_from_command`.
+        """
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        text = jobspec if isinstance(jobspec, str) else json.dumps(jobspec)
+        return int(bindings.job.submit(bindings.open(uri), text, urgency=urgency))
+
+    def describe(self) -> str:
+        """Where this hook connects, for log lines."""
+        uri = self.get_uri()
+        return effective_uri(uri) or "the system instance"
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Open a handle and read the instance size, as the UI's *Test* button does."""
+        try:
+            handle = self.get_conn()
+            size = handle.attr_get("size")
+        except Exception as err:
+            return False, f"cannot connect to Flux at {self.describe()}: {err}"
+        return True, f"connected to Flux at {self.describe()} (size {size})"

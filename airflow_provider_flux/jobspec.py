@@ -1,0 +1,118 @@
+"""Build RFC 25 (version 1) jobspecs in pure Python, as ``JobspecV1.from_command`` does.
+
+Workers without flux-core's bindings can then build and validate a job request,
+and the simulated instance gets the same jobspec real Flux would.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+
+def _positive(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def duration_seconds(duration: float | timedelta | str | None) -> float:
+    """A time limit in seconds: a number, a timedelta, or Flux Standard Duration (``2h``)."""
+    if duration is None:
+        return 0.0
+    if isinstance(duration, timedelta):
+        seconds = duration.total_seconds()
+    elif isinstance(duration, str):
+        text = duration.strip()
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        unit = next((u for u in ("ms", "s", "m", "h", "d") if text.endswith(u)), "")
+        try:
+            seconds = float(text[: len(text) - len(unit)]) * units.get(unit, 1)
+        except ValueError:
+            raise ValueError(f"invalid Flux duration {duration!r}: use e.g. 30s, 5m, 2h") from None
+    else:
+        seconds = float(duration)
+    if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"duration must be a finite number of seconds >= 0, not {duration!r}")
+    return seconds
+
+
+def set_attribute(jobspec: dict[str, Any], dotted_key: str, value: Any) -> None:
+    """``flux submit --setattr``: set ``attributes.KEY`` (``system.`` prefix optional)."""
+    keys = dotted_key.split(".")
+    if keys[0] not in ("system", "user"):
+        keys.insert(0, "system")
+    node = jobspec.setdefault("attributes", {})
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+
+
+def jobspec_from_command(
+    command: Sequence[str] | str,
+    *,
+    num_tasks: int = 1,
+    cores_per_task: int = 1,
+    gpus_per_task: int | None = None,
+    num_nodes: int | None = None,
+    exclusive: bool = False,
+    duration: float | timedelta | str | None = None,
+    environment: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The minimal legal V1 jobspec for ``command`` (a list, or a string split like a shell).
+
+    ``environment`` is the job's whole environment (default: empty, so a worker's
+    environment and secrets do not leak into jobs). ``attributes`` are dotted keys,
+    as ``flux submit --setattr`` takes them.
+    """
+    argv = shlex.split(command) if isinstance(command, str) else [str(arg) for arg in command]
+    if not argv or not argv[0]:
+        raise ValueError("command must not be empty")
+    _positive("num_tasks", num_tasks)
+    _positive("cores_per_task", cores_per_task)
+    children: list[dict[str, Any]] = [{"type": "core", "count": cores_per_task}]
+    if gpus_per_task:
+        children.append({"type": "gpu", "count": _positive("gpus_per_task", gpus_per_task)})
+    count: dict[str, int] = {"per_slot": 1}
+    if num_nodes is None:
+        if exclusive:
+            raise ValueError("exclusive can only be set with num_nodes")
+        resource: dict[str, Any] = {
+            "type": "slot", "count": num_tasks, "label": "task", "with": children,
+        }  # fmt: skip
+    else:
+        _positive("num_nodes", num_nodes)
+        if num_nodes > num_tasks:
+            raise ValueError("num_nodes must not be greater than num_tasks")
+        if num_tasks % num_nodes:
+            count = {"total": num_tasks}
+        slot = {
+            "type": "slot", "count": math.ceil(num_tasks / num_nodes), "label": "task",
+            "with": children,
+        }  # fmt: skip
+        resource = {"type": "node", "count": num_nodes, "with": [slot]}
+        if exclusive:
+            resource["exclusive"] = True
+    jobspec: dict[str, Any] = {
+        "version": 1,
+        "resources": [resource],
+        "tasks": [{"command": argv, "slot": "task", "count": count}],
+        "attributes": {"system": {"duration": duration_seconds(duration)}},
+    }
+    set_attribute(jobspec, "system.environment", dict(environment or {}))
+    if cwd:
+        set_attribute(jobspec, "system.cwd", cwd)
+    if name:
+        set_attribute(jobspec, "system.job.name", name)
+    if queue:
+        set_attribute(jobspec, "system.queue", queue)
+    for key, value in (attributes or {}).items():
+        set_attribute(jobspec, key, value)
+    return jobspec
