@@ -1,0 +1,323 @@
+"""One Flux handle per (event loop, instance URI), driven by asyncio through its poll fd.
+
+flux-core hands external event loops ``h.pollfd()``: a descriptor that becomes
+readable when the handle has work. It is edge-triggered, so each wake-up runs the
+reactor with ``FLUX_REACTOR_NOWAIT`` until ``h.pollevents()`` no longer reports
+``FLUX_POLLIN``. Every callback then runs in the loop's thread, which is the only
+thread that ever touches the handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import weakref
+from typing import Any
+
+from airflow_provider_flux.aio.errors import (
+    FluxConnectionError,
+    FluxConnectionLost,
+    FluxWatchError,
+    describe_instance,
+    watch_error,
+)
+from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.events import JobEvent
+
+log = logging.getLogger(__name__)
+
+# Reactor runs per wake-up before yielding to the loop, so a burst of events
+# never holds the loop for long.
+MAX_REACTOR_RUNS_PER_WAKEUP = 64
+
+# How long a connection with no watches stays open for the next one.
+DEFAULT_IDLE_TIMEOUT = 10.0
+
+
+class EventStream:
+    """One ``flux_job_event_watch`` stream, feeding an asyncio queue.
+
+    Items in :attr:`queue` are :class:`JobEvent`, then exactly one of ``None`` (the
+    eventlog ended) or a :class:`FluxWatchError`.
+    """
+
+    def __init__(self, connection: FluxConnection, jobid: int, eventlog: str, waitcreate: bool):
+        self.connection = connection
+        self.jobid = jobid
+        self.eventlog = eventlog
+        self.queue: asyncio.Queue[JobEvent | FluxWatchError | None] = asyncio.Queue()
+        self.open = True
+        self._cancelled = False
+        bindings, handle = connection.bindings, connection.handle
+        self._future = bindings.event_watch_async(handle, jobid, eventlog, waitcreate=waitcreate)
+        self._future.then(self._on_response)
+
+    def _on_response(self, future: Any) -> None:
+        # Runs inside the reactor: must not raise, or flux-core stops the reactor.
+        self.connection.callbacks += 1
+        try:
+            event = future.get_event()
+        except OSError as err:
+            self._over_on_broker()
+            self._end(self._error(err.errno or errno.EPROTO, err.strerror))
+            return
+        except Exception as err:  # a malformed response must not break the other watches
+            self._end(self._error(errno.EPROTO, f"bad eventlog response: {err!r}"))
+            return
+        if event is None:
+            self._end(None)
+        elif not self._cancelled:
+            self.queue.put_nowait(JobEvent.from_flux(event))
+
+    def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
+        uri = self.connection.uri
+        return watch_error(errnum, detail, jobid=self.jobid, eventlog=self.eventlog, uri=uri)
+
+    def _end(self, outcome: FluxWatchError | None) -> None:
+        """The stream is over on the broker."""
+        self.connection._forget(self)
+        if self.open:
+            self.open = False
+            self.queue.put_nowait(outcome)
+
+    def _over_on_broker(self) -> None:
+        # An error response ends a stream on the broker; flux-core's future would
+        # otherwise send a cancel from its destructor, into a closed connection.
+        self._future.needs_cancel = False
+
+    def fail(self, error: FluxWatchError) -> None:
+        """End the stream with ``error`` (the connection is gone)."""
+        self._over_on_broker()
+        self._end(error)
+
+    def cancel(self) -> None:
+        """Stop the stream on the broker; it confirms with ENODATA, which ends it here."""
+        if not self.open:
+            return
+        self.open = False
+        self._cancelled = True
+        try:
+            self._future.cancel()
+        except OSError as err:
+            # The connection is gone, and the broker drops a lost client's watches.
+            log.debug("cancel of watch on job %s failed: %s", self.jobid, err)
+            self._over_on_broker()
+            self.connection._forget(self)
+
+
+class FluxConnection:
+    """A Flux handle owned by one event loop and shared by all its watches.
+
+    Get one with :func:`acquire` (or :func:`flux_connection`), never directly.
+    """
+
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, uri: str | None, bindings: FluxBindings, handle: Any
+    ) -> None:
+        self.loop = loop
+        self.uri = uri
+        self.bindings = bindings
+        self.handle = handle
+        self.closed = False
+        self.refs = 0
+        # Reactor callbacks made so far; see _drain.
+        self.callbacks = 0
+        # Streams the broker still serves: open ones, and cancelled ones whose
+        # ENODATA has not arrived (their futures must live until then).
+        self._streams: set[EventStream] = set()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._drain_scheduled = False
+        self._reactor = handle.get_reactor()
+        self._pollin = bindings.constant("POLLIN")
+        self._pollerr = bindings.constant("POLLERR")
+        self._nowait = bindings.constant("REACTOR_NOWAIT")
+        self._fd = handle.pollfd()
+        loop.add_reader(self._fd, self._drain)
+
+    @property
+    def stream_count(self) -> int:
+        """Streams this connection has open on the broker (including cancelled ones in flight)."""
+        return len(self._streams)
+
+    def start_stream(self, jobid: int, eventlog: str, waitcreate: bool = False) -> EventStream:
+        """Start watching ``eventlog`` of ``jobid``; events arrive in the stream's queue."""
+        if self.closed:
+            raise FluxConnectionLost(
+                errno.ECONNRESET, f"the connection to {describe_instance(self.uri)} is closed"
+            )
+        try:
+            stream = EventStream(self, jobid, eventlog, waitcreate)
+        except OSError as err:
+            raise watch_error(
+                err.errno or errno.EPROTO,
+                err.strerror,
+                jobid=jobid,
+                eventlog=eventlog,
+                uri=self.uri,
+            ) from err
+        self._streams.add(stream)
+        # Sending may have pulled responses into the handle without waking the fd.
+        self._schedule_drain()
+        return stream
+
+    def _forget(self, stream: EventStream) -> None:
+        self._streams.discard(stream)
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and not self.closed:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Run the reactor until it has nothing left to do right now.
+
+        ``FLUX_POLLIN`` only covers messages waiting in the handle. A future fulfilled
+        by a message is called back on the reactor's *next* run, and so is a streaming
+        future that a callback resets while its next response is already in; neither
+        shows on the fd (measured on flux-core 0.88.0). So the drain stops only after
+        two runs in a row that made no callback and left no message waiting.
+        """
+        self._drain_scheduled = False
+        if self.closed:
+            return
+        quiet_runs = 0
+        for _ in range(MAX_REACTOR_RUNS_PER_WAKEUP):
+            before = self.callbacks
+            try:
+                with self.handle.in_reactor():
+                    rc = self.handle.flux_reactor_run(self._reactor, self._nowait)
+                events = self.handle.pollevents()
+            except OSError as err:
+                self._lose(err.errno or errno.ECONNRESET, err.strerror)
+                return
+            if rc < 0 or events & self._pollerr:
+                self._lose(errno.ECONNRESET, "the broker closed the connection")
+                return
+            quiet = not events & self._pollin and self.callbacks == before
+            quiet_runs = quiet_runs + 1 if quiet else 0
+            if quiet_runs == 2:
+                return
+        self._schedule_drain()
+
+    def _lose(self, errnum: int, detail: str | None) -> None:
+        """The broker is gone: fail every watch, and let the next one reconnect."""
+        log.warning("lost the connection to %s: %s", describe_instance(self.uri), detail)
+        streams = list(self._streams)
+        self.close()
+        for stream in streams:
+            if stream.open:
+                stream.fail(stream._error(errnum, detail))
+            else:
+                stream._over_on_broker()
+
+    def close(self) -> None:
+        """Stop watching the fd and drop the handle (flux-core closes it when collected)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self._fd)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        _registry_discard(self)
+        self._streams.clear()
+        self.handle = None
+
+    def _retain(self) -> None:
+        self.refs += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _release(self) -> None:
+        self.refs -= 1
+        if self.refs == 0 and not self.closed:
+            self._idle_timer = self.loop.call_later(self.idle_timeout, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle_timer = None
+        if self.refs == 0 and not self._streams:
+            self.close()
+        elif self.refs == 0:
+            # Cancelled streams still wait for the broker's ENODATA.
+            self._idle_timer = self.loop.call_later(self.idle_timeout, self._close_if_idle)
+
+
+# -- one connection per (loop, URI) -------------------------------------------------
+
+_Key = str | None
+_registry: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_Key, asyncio.Future[FluxConnection]]
+] = weakref.WeakKeyDictionary()
+
+
+def _opened(slot: asyncio.Future[FluxConnection] | None) -> FluxConnection | None:
+    """The connection a slot opened, if it did."""
+    if slot is None or not slot.done() or slot.cancelled() or slot.exception() is not None:
+        return None
+    return slot.result()
+
+
+def _registry_discard(connection: FluxConnection) -> None:
+    slots = _registry.get(connection.loop, {})
+    slot = slots.get(connection.uri)
+    if _opened(slot) is connection:
+        del slots[connection.uri]
+
+
+async def _open(loop: asyncio.AbstractEventLoop, uri: _Key) -> FluxConnection:
+    try:
+        bindings = load_bindings(uri)
+        # Opening can block (ssh:// starts a remote shell): do it off the loop.
+        handle = await loop.run_in_executor(None, bindings.open, uri)
+    except OSError as err:
+        raise FluxConnectionError(
+            err.errno or errno.ECONNREFUSED,
+            f"cannot connect to {describe_instance(uri)}: {err.strerror or err}",
+            uri=uri,
+        ) from err
+    return FluxConnection(loop, uri, bindings, handle)
+
+
+async def acquire(uri: str | None = None) -> FluxConnection:
+    """The shared connection to ``uri`` on the running loop, opening it if needed.
+
+    Pair every call with :func:`release`.
+    """
+    loop = asyncio.get_running_loop()
+    key = effective_uri(uri)
+    slots = _registry.setdefault(loop, {})
+    slot = slots.get(key)
+    if slot is None or (slot.done() and (slot.cancelled() or slot.exception() is not None)):
+        slot = slots[key] = loop.create_task(_open(loop, key))
+    try:
+        # Shielded: one waiter being cancelled must not abort the others' open.
+        connection = await asyncio.shield(slot)
+    except FluxWatchError:
+        if slots.get(key) is slot:
+            del slots[key]
+        raise
+    if connection.closed:
+        return await acquire(uri)
+    connection._retain()
+    return connection
+
+
+def release(connection: FluxConnection) -> None:
+    """Give back a connection from :func:`acquire`; it closes after its idle timeout."""
+    connection._release()
+
+
+def connection_stats(
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> dict[str | None, dict[str, int]]:
+    """Open connections on ``loop`` (default: the running one): users and streams per URI."""
+    loop = loop or asyncio.get_running_loop()
+    stats: dict[str | None, dict[str, int]] = {}
+    for key, slot in _registry.get(loop, {}).items():
+        connection = _opened(slot)
+        if connection is not None:
+            stats[key] = {"users": connection.refs, "streams": connection.stream_count}
+    return stats

@@ -1,0 +1,121 @@
+"""``watch()``: an async iterator over a job eventlog, on the shared connection."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from airflow_provider_flux.aio.connection import acquire, release
+from airflow_provider_flux.aio.errors import (
+    FluxConnectionError,
+    FluxConnectionLost,
+    FluxWatchError,
+    describe_instance,
+)
+from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.jobid import format_jobid, parse_jobid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a watch re-establishes itself after losing the broker.
+
+    :param attempts: reconnections in a row before giving up (0: never).
+    :param initial_delay: seconds before the first one; doubles each time.
+    :param max_delay: the longest wait between two.
+    """
+
+    attempts: int = 5
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.initial_delay * 2 ** (attempt - 1)))
+
+
+NO_RECONNECT = Reconnect(attempts=0)
+
+
+async def watch(
+    jobid: int | str,
+    eventlog: str = "eventlog",
+    *,
+    uri: str | None = None,
+    waitcreate: bool = False,
+    reconnect: Reconnect = NO_RECONNECT,
+) -> AsyncGenerator[JobEvent, None]:
+    """Yield the events of a job eventlog, from the first, as Flux appends them.
+
+    Ends when the eventlog ends (the job is inactive). Leaving the loop early or
+    cancelling the reading task cancels the stream on the broker; use
+    ``contextlib.aclosing`` to do it at once rather than when the iterator is
+    collected.
+
+    :param jobid: the job, in any encoding Flux accepts.
+    :param eventlog: ``eventlog`` or a guest eventlog such as ``guest.exec.eventlog``.
+    :param uri: the instance (``None``: ``FLUX_URI``, else the system instance).
+    :param waitcreate: wait for an eventlog that does not exist yet.
+    :param reconnect: after a lost connection, watch again and skip what was delivered
+        (eventlogs are append-only and a new watch replays from the first event).
+    :raises FluxWatchError: or a subclass, naming the job, eventlog and instance.
+    """
+    job = parse_jobid(jobid)
+    delivered: list[JobEvent] = []
+    attempt = 0
+    while True:
+        try:
+            replay = _watch_once(job, eventlog, uri, waitcreate, delivered)
+            async with aclosing(replay) as events:
+                async for event in events:
+                    delivered.append(event)
+                    attempt = 0
+                    yield event
+            return
+        except (FluxConnectionLost, FluxConnectionError) as err:
+            attempt += 1
+            if attempt > reconnect.attempts:
+                raise
+            delay = reconnect.delay(attempt)
+            log.warning(
+                "%s; watching job %s again in %.1fs (attempt %d of %d)",
+                err.strerror, format_jobid(job), delay, attempt, reconnect.attempts,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+
+
+async def _watch_once(
+    jobid: int, eventlog: str, uri: str | None, waitcreate: bool, delivered: list[JobEvent]
+) -> AsyncGenerator[JobEvent, None]:
+    """One stream; its first ``len(delivered)`` events are a replay of those and are skipped."""
+    connection = await acquire(uri)
+    stream = None
+    try:
+        stream = connection.start_stream(jobid, eventlog, waitcreate)
+        seen = 0
+        while True:
+            item = await stream.queue.get()
+            if item is None:
+                return
+            if isinstance(item, FluxWatchError):
+                raise item
+            seen += 1
+            if seen <= len(delivered):
+                if item != delivered[seen - 1]:
+                    raise FluxWatchError(
+                        errno.EPROTO,
+                        f"eventlog {eventlog!r} of job {format_jobid(jobid)} on "
+                        f"{describe_instance(uri)} changed while reconnecting",
+                        jobid=jobid, eventlog=eventlog, uri=uri,
+                    )  # fmt: skip
+                continue
+            yield item
+    finally:
+        if stream is not None:
+            stream.cancel()
+        release(connection)
