@@ -1,0 +1,39 @@
+"""Errors a Flux task fails with. A job's own failure is not fixed by a retry, so those
+are ``AirflowFailException``: no retry, and ``soft_fail`` turns them into a skip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class FluxJobExceptionError(AirflowFailException):
+    """A fatal job exception came before the awaited event.
+
+    :ivar jobid: the job ID.
+    :ivar type: the exception type (``cancel``, ``timeout``, ``exec``, ``dependency``, ...).
+    :ivar note: the exception's note.
+    :ivar severity: 0 for a fatal exception.
+    """
+
+    def __init__(self, message: str, jobid: int, event: dict[str, Any]) -> None:
+        super().__init__(message)
+        context = event.get("context", {})
+        self.jobid = jobid
+        self.type = context.get("type")
+        self.note = context.get("note")
+        self.severity = context.get("severity")
+        self.timestamp = event.get("timestamp")
+
+
+class FluxEventNeverHappenedError(AirflowFailException):
+    """The job's eventlog ended without the awaited event."""
+
+
+class FluxJobNotFoundError(AirflowFailException):
+    """The job, or its eventlog, does not exist, or is not the caller's to read."""
+
+
+class FluxConnectionFailedError(AirflowException):
+    """The Flux instance could not be reached; a retry may succeed."""

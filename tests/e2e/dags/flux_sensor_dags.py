@@ -1,0 +1,53 @@
+"""DAGs the end-to-end tests run with dag.test(); job IDs come from the run conf or XCom."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobspec import jobspec_from_command
+from airflow_provider_flux.sensors.flux import FluxJobEventSensor
+
+START = datetime(2026, 1, 1)
+
+
+def wait_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
+        sensor = FluxJobEventSensor(
+            task_id="wait",
+            jobid="{{ dag_run.conf['jobid'] }}",
+            event="{{ dag_run.conf['event'] }}",
+            eventlog="{{ dag_run.conf.get('eventlog', 'eventlog') }}",
+            retries=1,
+            retry_delay=timedelta(seconds=1),
+            **sensor_kwargs,
+        )
+
+        @task
+        def downstream(event: dict[str, Any]) -> str:
+            return f"after {event['name']}"
+
+        downstream(sensor.output)
+    return dag
+
+
+wait_dag("flux_wait")
+wait_dag("flux_wait_soft_fail", soft_fail=True)
+wait_dag("flux_wait_no_raise", raise_on_exception=False)
+wait_dag("flux_wait_poke", deferrable=False, poke_interval=0.2, timeout=60)
+wait_dag("flux_wait_poke_timeout", deferrable=False, poke_interval=0.2, timeout=1)
+
+with DAG("flux_wait_upstream_jobid", schedule=None, start_date=START, catchup=False):
+
+    @task
+    def submit() -> int:
+        return FluxHook().submit(jobspec_from_command(["true"], name="upstream"))
+
+    FluxJobEventSensor(
+        task_id="wait",
+        jobid="{{ ti.xcom_pull(task_ids='submit') }}",
+        event="clean",
+    ).set_upstream(submit())

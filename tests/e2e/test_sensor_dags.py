@@ -1,0 +1,161 @@
+"""FluxJobEventSensor end to end: real Airflow (dag.test() on SQLite), the trigger run
+inline, against the simulated instance and, when flux is on PATH, a real one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_flux.testing.dag_test import DagTestResult, run_dag, use_flux_connection
+from tests.flux_instances import FluxTestInstance
+
+DAGS = Path(__file__).parent / "dags" / "flux_sensor_dags.py"
+
+
+@pytest.fixture
+def instance(flux_instance: FluxTestInstance, airflow_db: str) -> FluxTestInstance:
+    use_flux_connection(flux_instance.uri)
+    return flux_instance
+
+
+def printed(capfd: pytest.CaptureFixture[str]) -> str:
+    """What the run printed: dag.test() writes the task logs to the terminal."""
+    out, err = capfd.readouterr()
+    return out + err
+
+
+def run(dag_id: str, **conf: Any) -> DagTestResult:
+    return run_dag(DAGS, dag_id, run_conf=conf)
+
+
+def test_success_pushes_the_event_to_xcom(instance: FluxTestInstance) -> None:
+    jobid = instance.completed_job()
+    result = run("flux_wait", jobid=jobid, event="start")
+    assert result.state == "success"
+    assert result.task_states == {"wait": "success", "downstream": "success"}
+    pushed = result.xcoms["wait"]
+    assert pushed["name"] == "start"
+    assert pushed["jobid"] == jobid
+    assert pushed["job"].startswith("ƒ")
+    assert isinstance(pushed["timestamp"], float)
+    assert result.xcoms["downstream"] == "after start"
+
+
+def test_job_id_in_any_encoding(instance: FluxTestInstance) -> None:
+    from airflow_provider_flux.jobid import format_jobid
+
+    jobid = instance.completed_job()
+    result = run("flux_wait", jobid=format_jobid(jobid, "words"), event="clean")
+    assert result.task_states["wait"] == "success"
+    assert result.xcoms["wait"]["jobid"] == jobid
+
+
+def test_cancelled_job_fails_with_the_cancel_note(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.running_job()
+    instance.cancel(jobid, "operator pulled the plug")
+    result = run("flux_wait", jobid=jobid, event="clean")
+    assert result.task_states == {"wait": "failed", "downstream": "upstream_failed"}
+    text = printed(capfd)
+    assert "fatal exception type=cancel" in text
+    assert "operator pulled the plug" in text
+
+
+def test_fatal_exception_is_not_retried(instance: FluxTestInstance) -> None:
+    jobid = instance.running_job()
+    instance.cancel(jobid, "no retry please")
+    result = run("flux_wait", jobid=jobid, event="finish")
+    assert result.task_states["wait"] == "failed"
+    assert result.tries["wait"] == 1, "the sensor has retries=1 but must not retry"
+
+
+def test_nonfatal_exception_does_not_fail_the_wait(instance: FluxTestInstance) -> None:
+    jobid = instance.running_job()
+    instance.raise_exception(jobid, "test", 1, "just a warning")
+    instance.finish(jobid)
+    result = run("flux_wait", jobid=jobid, event="clean")
+    assert result.task_states == {"wait": "success", "downstream": "success"}
+
+
+def test_raise_on_exception_false_waits_through_a_cancel(instance: FluxTestInstance) -> None:
+    jobid = instance.running_job()
+    instance.cancel(jobid, "ignored")
+    result = run("flux_wait_no_raise", jobid=jobid, event="clean")
+    assert result.task_states["wait"] == "success"
+
+
+def test_event_that_never_comes_fails(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.completed_job()
+    result = run("flux_wait", jobid=jobid, event="never-happens")
+    assert result.task_states["wait"] == "failed"
+    assert "eventlog ended before event='never-happens'" in printed(capfd)
+
+
+def test_unknown_job_fails_with_a_clear_message(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run("flux_wait", jobid=123456789, event="start")
+    assert result.task_states["wait"] == "failed"
+    assert "does not exist" in printed(capfd)
+
+
+def test_bad_job_id_fails_before_deferring(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run("flux_wait", jobid="not-a-job", event="start")
+    assert result.task_states["wait"] == "failed"
+    text = printed(capfd)
+    assert "not-a-job is not a valid Flux jobid" in text
+    assert "deferring" not in text
+
+
+def test_soft_fail_skips_on_a_fatal_exception(instance: FluxTestInstance) -> None:
+    jobid = instance.running_job()
+    instance.cancel(jobid, "skip me")
+    result = run("flux_wait_soft_fail", jobid=jobid, event="clean")
+    assert result.task_states == {"wait": "skipped", "downstream": "skipped"}
+
+
+def test_guest_eventlog_event(instance: FluxTestInstance) -> None:
+    jobid = instance.completed_job()
+    result = run("flux_wait", jobid=jobid, event="shell.start", eventlog="guest.exec.eventlog")
+    assert result.task_states["wait"] == "success"
+    assert result.xcoms["wait"]["name"] == "shell.start"
+
+
+def test_poke_mode_success(instance: FluxTestInstance) -> None:
+    jobid = instance.completed_job()
+    result = run("flux_wait_poke", jobid=jobid, event="finish")
+    assert result.task_states["wait"] == "success"
+    assert result.xcoms["wait"]["context"] == {"status": 0}
+
+
+def test_poke_mode_fatal_exception(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.running_job()
+    instance.cancel(jobid, "poked and cancelled")
+    result = run("flux_wait_poke", jobid=jobid, event="clean")
+    assert result.task_states["wait"] == "failed"
+    assert "poked and cancelled" in printed(capfd)
+
+
+def test_poke_mode_sensor_timeout(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.pending_job()
+    result = run("flux_wait_poke_timeout", jobid=jobid, event="start")
+    assert result.task_states["wait"] == "failed"
+    assert "Sensor has timed out" in printed(capfd)
+    instance.cancel(jobid, "")
+
+
+def test_templated_job_id_from_an_upstream_task(instance: FluxTestInstance) -> None:
+    result = run_dag(DAGS, "flux_wait_upstream_jobid")
+    assert result.task_states == {"submit": "success", "wait": "success"}
+    assert result.xcoms["wait"]["jobid"] == result.xcoms["submit"]

@@ -1,0 +1,182 @@
+"""FluxJobEventTrigger against the simulated instance: serialization, and its one event
+for every recorded scenario."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_flux.aio import connection_stats
+from airflow_provider_flux.testing import SimulatedFlux
+from airflow_provider_flux.testing.dag_test import use_flux_connection
+from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from tests.polling import broker_watchers
+from tests.semantics_table import CASES, Row, case_id
+
+CLASSPATH = "airflow_provider_flux.triggers.flux.FluxJobEventTrigger"
+
+
+@pytest.fixture
+def flux_default(sim: SimulatedFlux) -> SimulatedFlux:
+    use_flux_connection(sim.uri)
+    return sim
+
+
+async def first_event(trigger: FluxJobEventTrigger) -> dict[str, Any]:
+    events = trigger.run()
+    event = await anext(events)
+    await events.aclose()
+    assert isinstance(event, TriggerEvent)
+    return dict(event.payload)
+
+
+def test_serialize_round_trips() -> None:
+    trigger = FluxJobEventTrigger(
+        jobid="ƒ2",
+        event="finish",
+        eventlog="guest.exec.eventlog",
+        flux_conn_id="my_flux",
+        match_context={"status": 0},
+        raise_on_exception=False,
+        waitcreate=True,
+        reconnect_attempts=2,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == CLASSPATH
+    assert kwargs == {
+        "jobid": 1,
+        "event": "finish",
+        "eventlog": "guest.exec.eventlog",
+        "flux_conn_id": "my_flux",
+        "match_context": {"status": 0},
+        "raise_on_exception": False,
+        "waitcreate": True,
+        "reconnect_attempts": 2,
+    }
+    assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_bad_job_id_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="bogus is not a valid Flux jobid"):
+        FluxJobEventTrigger(jobid="bogus", event="start")
+
+
+@pytest.mark.parametrize("row", CASES, ids=[case_id(r) for r in CASES])
+async def test_outcome_per_scenario(flux_default: SimulatedFlux, row: Row) -> None:
+    scenario, eventlog, event, match, raise_exc, expected = row
+    jobid = await asyncio.to_thread(flux_default.submit, scenario)
+    trigger = FluxJobEventTrigger(
+        jobid, event, eventlog=eventlog, match_context=match, raise_on_exception=raise_exc
+    )
+    payload = await first_event(trigger)
+    assert payload["jobid"] == jobid
+    assert payload["eventlog"] == eventlog
+    if expected[0] == "matched":
+        assert payload["status"] == "success", payload["message"]
+        assert payload["event"]["name"] == expected[1]
+    elif expected[0] == "job_exception":
+        assert payload["status"] == "error"
+        assert payload["reason"] == "job_exception"
+        assert payload["event"]["context"]["type"] == expected[1]
+        assert f"type={expected[1]}" in payload["message"]
+        if expected[2]:
+            assert expected[2] in payload["message"]
+    else:
+        assert payload["status"] == "error"
+        assert payload["reason"] == "eventlog_ended"
+        assert payload["errno"] == errno.ENODATA
+        assert f"eventlog ended before event='{event}'" in payload["message"]
+
+
+async def test_unknown_job(flux_default: SimulatedFlux) -> None:
+    payload = await first_event(FluxJobEventTrigger(424242, "start"))
+    assert payload["reason"] == "not_found"
+    assert payload["errno"] == errno.ENOENT
+    assert "does not exist" in payload["message"]
+
+
+async def test_job_of_another_user(flux_default: SimulatedFlux) -> None:
+    jobid = await asyncio.to_thread(flux_default.submit, "success", private=True)
+    payload = await first_event(FluxJobEventTrigger(jobid, "start"))
+    assert payload["reason"] == "permission"
+    assert payload["errno"] == errno.EPERM
+
+
+async def test_unreachable_instance(airflow_db: str, tmp_path: Any) -> None:
+    use_flux_connection(f"sim://{tmp_path}/no-broker-here")
+    payload = await first_event(FluxJobEventTrigger(1, "start", reconnect_attempts=0))
+    assert payload["reason"] == "connection"
+    assert "cannot connect" in payload["message"]
+
+
+async def test_cancelled_trigger_cancels_its_watch_on_the_broker(
+    flux_default: SimulatedFlux,
+) -> None:
+    jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
+    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, "start")))
+    await broker_watchers(flux_default, 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await broker_watchers(flux_default, 0)
+    assert connection_stats()[flux_default.uri]["streams"] == 0
+    await asyncio.to_thread(flux_default.release, jobid)
+
+
+async def test_recreated_trigger_finds_an_event_that_happened_meanwhile(
+    flux_default: SimulatedFlux,
+) -> None:
+    """A triggerer restart: the event came while no trigger ran; the replay finds it."""
+    jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
+    _, kwargs = FluxJobEventTrigger(jobid, "start").serialize()
+    first = asyncio.create_task(first_event(FluxJobEventTrigger(**kwargs)))
+    await asyncio.sleep(0.2)
+    first.cancel()
+    await asyncio.to_thread(flux_default.release, jobid)
+    await asyncio.sleep(0.2)
+    payload = await first_event(FluxJobEventTrigger(**kwargs))
+    assert payload["status"] == "success"
+    assert payload["event"]["name"] == "start"
+
+
+async def test_waiting_through_a_lost_connection(flux_default: SimulatedFlux) -> None:
+    jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
+    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, "start")))
+    await broker_watchers(flux_default, 1)
+    await asyncio.to_thread(flux_default.drop_connections)
+    await asyncio.to_thread(flux_default.release, jobid)
+    payload = await asyncio.wait_for(task, 30)
+    assert payload["status"] == "success"
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[list[dict[str, Any]]]:
+    """Capture the structlog entries (Airflow's logging) down to debug level."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**saved)
+
+
+async def test_logs_each_event_at_debug_and_the_outcome_at_info(
+    flux_default: SimulatedFlux, debug_logs: list[dict[str, Any]]
+) -> None:
+    jobid = await asyncio.to_thread(flux_default.submit, "nonfatal-exception")
+    await first_event(FluxJobEventTrigger(jobid, "clean"))
+    records = [(entry["log_level"], entry["event"]) for entry in debug_logs]
+    debug = [msg for level, msg in records if level == "debug"]
+    info = [msg for level, msg in records if level == "info"]
+    assert any(": alloc {'annotations'" in msg for msg in debug), debug
+    assert len(debug) == 11  # every event of the lifecycle, one line each
+    assert any("non-fatal exception type=test severity=1: a non-fatal note" in m for m in info)
+    assert info[-1].endswith("event='clean' happened")
