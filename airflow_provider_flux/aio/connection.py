@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import weakref
+from collections import deque
 from typing import Any
 
 from airflow_provider_flux.aio.errors import (
@@ -35,20 +36,29 @@ MAX_REACTOR_RUNS_PER_WAKEUP = 64
 DEFAULT_IDLE_TIMEOUT = 10.0
 
 
-class EventStream:
-    """One ``flux_job_event_watch`` stream, feeding an asyncio queue.
+Item = JobEvent | FluxWatchError | None
 
-    Items in :attr:`queue` are :class:`JobEvent`, then exactly one of ``None`` (the
-    eventlog ended) or a :class:`FluxWatchError`.
+
+class EventStream:
+    """One ``flux_job_event_watch`` stream; :meth:`get` returns what it delivered.
+
+    Items are :class:`JobEvent`, then exactly one of ``None`` (the eventlog ended) or
+    a :class:`FluxWatchError`. A deque and one waiter instead of an ``asyncio.Queue``:
+    thousands of these live at once, and a queue carries an ``Event`` and two deques.
     """
+
+    __slots__ = (
+        "_cancelled", "_future", "_items", "_waiter", "connection", "eventlog", "jobid", "open",
+    )  # fmt: skip
 
     def __init__(self, connection: FluxConnection, jobid: int, eventlog: str, waitcreate: bool):
         self.connection = connection
         self.jobid = jobid
         self.eventlog = eventlog
-        self.queue: asyncio.Queue[JobEvent | FluxWatchError | None] = asyncio.Queue()
         self.open = True
         self._cancelled = False
+        self._items: deque[Item] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         bindings, handle = connection.bindings, connection.handle
         self._future = bindings.event_watch_async(handle, jobid, eventlog, waitcreate=waitcreate)
         self._future.then(self._on_response)
@@ -68,7 +78,22 @@ class EventStream:
         if event is None:
             self._end(None)
         elif not self._cancelled:
-            self.queue.put_nowait(JobEvent.from_flux(event))
+            self._put(JobEvent.from_flux(event))
+
+    def _put(self, item: Item) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Item:
+        """The next event, or the end of the stream."""
+        while not self._items:
+            self._waiter = self.connection.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
     def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
         uri = self.connection.uri
@@ -79,7 +104,7 @@ class EventStream:
         self.connection._forget(self)
         if self.open:
             self.open = False
-            self.queue.put_nowait(outcome)
+            self._put(outcome)
 
     def _over_on_broker(self) -> None:
         # An error response ends a stream on the broker; flux-core's future would

@@ -66,14 +66,16 @@ async def watch(
     :raises FluxWatchError: or a subclass, naming the job, eventlog and instance.
     """
     job = parse_jobid(jobid)
-    delivered: list[JobEvent] = []
+    delivered = 0
+    last: JobEvent | None = None
     attempt = 0
     while True:
         try:
-            replay = _watch_once(job, eventlog, uri, waitcreate, delivered)
+            replay = _watch_once(job, eventlog, uri, waitcreate, delivered, last)
             async with aclosing(replay) as events:
                 async for event in events:
-                    delivered.append(event)
+                    delivered += 1
+                    last = event
                     attempt = 0
                     yield event
             return
@@ -90,23 +92,29 @@ async def watch(
 
 
 async def _watch_once(
-    jobid: int, eventlog: str, uri: str | None, waitcreate: bool, delivered: list[JobEvent]
+    jobid: int,
+    eventlog: str,
+    uri: str | None,
+    waitcreate: bool,
+    delivered: int,
+    last: JobEvent | None,
 ) -> AsyncGenerator[JobEvent, None]:
-    """One stream; its first ``len(delivered)`` events are a replay of those and are skipped."""
+    """One stream; its first ``delivered`` events replay those already given and are
+    skipped (the last of them, ``last``, must come back unchanged)."""
     connection = await acquire(uri)
     stream = None
     try:
         stream = connection.start_stream(jobid, eventlog, waitcreate)
         seen = 0
         while True:
-            item = await stream.queue.get()
+            item = await stream.get()
             if item is None:
                 return
             if isinstance(item, FluxWatchError):
                 raise item
             seen += 1
-            if seen <= len(delivered):
-                if item != delivered[seen - 1]:
+            if seen <= delivered:
+                if seen == delivered and item != last:
                     raise FluxWatchError(
                         errno.EPROTO,
                         f"eventlog {eventlog!r} of job {format_jobid(jobid)} on "
