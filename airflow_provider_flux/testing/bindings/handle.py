@@ -132,6 +132,7 @@ class Flux:
         self._futures: dict[int, Future] = {}
         self._ready: deque[Future] = deque()
         self._lost: OSError | None = None
+        self._stop_requested = False
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -198,8 +199,11 @@ class Flux:
     def flux_reactor_run(self, reactor: Any, flags: int) -> int:
         """Dispatch responses to their futures' callbacks; with NOWAIT, only what is there."""
         if not flags & FLUX_REACTOR_NOWAIT:
+            self._stop_requested = False
             self._dispatch()
-            while any(f._then is not None and not f.stopped for f in self._futures.values()):
+            while not self._stop_requested and any(
+                f._then is not None and not f.stopped for f in self._futures.values()
+            ):
                 self._receive(block=True)
                 self._dispatch()
             return 0
@@ -209,6 +213,10 @@ class Flux:
 
     def reactor_run(self, reactor: Any = None, flags: int = 0) -> int:
         return self.flux_reactor_run(reactor, flags)
+
+    def reactor_stop(self, reactor: Any = None) -> None:
+        """Make a blocking reactor run return after the current callback."""
+        self._stop_requested = True
 
     def _dispatch(self) -> None:
         while self._ready:
