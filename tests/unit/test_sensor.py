@@ -1,0 +1,115 @@
+"""FluxJobEventSensor behaviour that dag.test() does not exercise: the deferral itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk import timezone
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from airflow_provider_flux.exceptions import (
+    FluxConnectionFailedError,
+    FluxEventNeverHappenedError,
+    FluxJobExceptionError,
+)
+from airflow_provider_flux.sensors.flux import FluxJobEventSensor
+from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+
+
+def sensor(**kwargs: Any) -> FluxJobEventSensor:
+    return FluxJobEventSensor(task_id="wait", **{"jobid": "ƒ2", "event": "start", **kwargs})
+
+
+def context(started_seconds_ago: float) -> Any:
+    started = timezone.utcnow() - timedelta(seconds=started_seconds_ago)
+    return {"ti": SimpleNamespace(start_date=started)}
+
+
+def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
+    task = sensor(timeout=600, match_context={"status": 0}, eventlog="guest.exec.eventlog")
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context(started_seconds_ago=100))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, FluxJobEventTrigger)
+    assert trigger.serialize()[1] == {
+        "jobid": 1, "event": "start", "eventlog": "guest.exec.eventlog",
+        "flux_conn_id": "flux_default", "match_context": {"status": 0},
+        "raise_on_exception": True, "waitcreate": False, "reconnect_attempts": 5,
+    }  # fmt: skip
+    assert deferred.value.method_name == "execute_complete"
+    left = deferred.value.timeout.total_seconds()
+    assert 495 <= left <= 500
+
+
+def test_deferrable_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", raising=False)
+    assert sensor().deferrable is True
+
+
+def test_honours_default_deferrable_when_the_deployment_sets_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+    assert sensor().deferrable is False
+    assert sensor(deferrable=True).deferrable is True
+
+
+@pytest.mark.parametrize("jobid", ["", "ƒ0OIl", -1, 2**64, "1.5"])
+def test_bad_job_id_fails_before_deferring(jobid: Any) -> None:
+    with pytest.raises(AirflowFailException, match="bad jobid"):
+        sensor(jobid=jobid).execute(context(0))
+
+
+def test_bad_event_fails_before_deferring() -> None:
+    with pytest.raises(ValueError, match="event must be a non-empty event name"):
+        sensor(event=" ").execute(context(0))
+
+
+def test_execute_complete_returns_the_event() -> None:
+    event = {"name": "start", "timestamp": 1.5, "context": {}}
+    payload = {"status": "success", "jobid": 1, "job": "ƒ2", "event": event, "message": "ok"}
+    assert sensor().execute_complete({}, payload) == {**event, "jobid": 1, "job": "ƒ2"}
+
+
+def test_execute_complete_raises_the_job_exception_with_its_details() -> None:
+    exception = {"name": "exception", "timestamp": 2.0,
+                 "context": {"type": "cancel", "severity": 0, "note": "bye"}}  # fmt: skip
+    message = "job ƒ2: fatal exception type=cancel: bye"
+    payload = {"status": "error", "reason": "job_exception", "jobid": 1, "job": "ƒ2",
+               "event": exception, "message": message}  # fmt: skip
+    with pytest.raises(FluxJobExceptionError, match=message) as caught:
+        sensor().execute_complete({}, payload)
+    assert (caught.value.jobid, caught.value.type, caught.value.note) == (1, "cancel", "bye")
+    assert caught.value.severity == 0
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [
+        ("eventlog_ended", FluxEventNeverHappenedError),
+        ("connection", FluxConnectionFailedError),
+        ("not_found", AirflowFailException),
+    ],
+)
+def test_execute_complete_failures(reason: str, error: type[Exception]) -> None:
+    payload = {"status": "error", "reason": reason, "jobid": 1, "message": "why"}
+    with pytest.raises(error, match="why"):
+        sensor().execute_complete({}, payload)
+
+
+def test_connection_failures_are_retryable_and_job_failures_are_not() -> None:
+    assert not issubclass(FluxConnectionFailedError, AirflowFailException)
+    assert issubclass(FluxJobExceptionError, AirflowFailException)
+    assert issubclass(FluxEventNeverHappenedError, AirflowFailException)
+
+
+def test_templated_fields() -> None:
+    assert set(FluxJobEventSensor.template_fields) == {
+        "jobid",
+        "event",
+        "eventlog",
+        "match_context",
+    }
