@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
+import json
 import os
 import selectors
 import socket
@@ -45,6 +46,28 @@ class RequestError(Exception):
         super().__init__(errnum, errstr)
         self.errnum = errnum
         self.errstr = errstr
+
+
+def validate_jobspec(text: str) -> dict[str, Any]:
+    """The checks job-ingest makes, with the answers flux-core 0.88.0 gives."""
+    try:
+        jobspec = json.loads(text)
+    except ValueError as err:
+        raise RequestError(errno.EINVAL, f"jobspec: invalid JSON: {err}") from err
+    if not isinstance(jobspec, dict):
+        raise RequestError(errno.EINVAL, "jobspec: invalid JSON: '[' or '{' expected")
+    for key in ("resources", "tasks", "attributes", "version"):
+        if key not in jobspec:
+            raise RequestError(errno.EPERM, f"Missing key ({key})")
+    if jobspec["version"] != 1:
+        raise RequestError(errno.EPERM, "version must be 1")
+    for task in jobspec["tasks"]:
+        if not task.get("command"):
+            raise RequestError(errno.EPERM, "command array cannot have length of zero")
+    duration = jobspec["attributes"].get("system", {}).get("duration", 0)
+    if not isinstance(duration, (int, float)) or duration < 0:
+        raise RequestError(errno.EPERM, "duration must be a non-negative number")
+    return dict(jobspec)
 
 
 @dataclass(eq=False)
@@ -112,6 +135,7 @@ class SimulatedBroker:
             "job-info.stats-get": self._stats,
             "job-manager.submit": self._submit,
             "job-manager.raise": self._raise,
+            "job-manager.urgency": self._urgency,
             "attr.get": self._attr_get,
             "sim.submit": self._submit,
             "sim.release": self._release,
@@ -240,7 +264,7 @@ class SimulatedBroker:
 
     def _submit(self, client: Client, message: Message) -> dict[str, Any]:
         payload = message.get("payload") or {}
-        jobspec = payload.get("jobspec") or {}
+        jobspec = validate_jobspec(payload["J"]) if "J" in payload else {}
         system = jobspec.get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
         try:
@@ -251,6 +275,8 @@ class SimulatedBroker:
         job = Job(jobid, private=bool(options.get("private", False)))
         self.jobs[jobid] = job
         hold_before = options.get("hold_before")
+        if options.get("urgency") == 0:
+            hold_before = hold_before or "alloc"  # urgency 0 is a hold, as in flux
         for event in scenario.schedule():
             item = (event.offset / self.speed, event.eventlog, event.name, event.context)
             if hold_before and (job.held or event.name == hold_before):
@@ -287,6 +313,13 @@ class SimulatedBroker:
             for delay, path, name, context in job.held:
                 self._schedule(job, delay - base, path, name, context)
             job.held.clear()
+        return {}
+
+    def _urgency(self, client: Client, message: Message) -> dict[str, Any]:
+        """A held job (urgency 0) runs once its urgency is raised."""
+        if int((message.get("payload") or {}).get("urgency", 0)) > 0:
+            return self._release(client, message)
+        self._job(message.get("payload") or {})
         return {}
 
     def _post(self, client: Client, message: Message) -> dict[str, Any]:

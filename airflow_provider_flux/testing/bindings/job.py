@@ -12,8 +12,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
 from airflow_provider_flux.testing.bindings.handle import Flux, Future
 
 MAIN_EVENTS = frozenset(
@@ -165,12 +163,12 @@ class SubmitFuture:
 def submit_async(
     flux_handle: Flux, jobspec: Any, urgency: int = 16, **_kwargs: Any
 ) -> SubmitFuture:
-    """Submit a jobspec (dict, or JSON/YAML text, or an object with ``dumps()``)."""
+    """Submit a jobspec: its JSON text, a dict, or an object with ``dumps()``."""
     if hasattr(jobspec, "dumps"):
         jobspec = jobspec.dumps()
-    if isinstance(jobspec, (str, bytes)):
-        jobspec = yaml.safe_load(jobspec)
-    payload = {"jobspec": jobspec, "urgency": urgency}
+    if not isinstance(jobspec, (str, bytes)):
+        jobspec = json.dumps(jobspec)
+    payload = {"J": jobspec if isinstance(jobspec, str) else jobspec.decode(), "urgency": urgency}
     return SubmitFuture(flux_handle.rpc("job-manager.submit", payload))
 
 
