@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -18,6 +18,7 @@ from airflow_provider_flux.aio import (
 from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.event_wait import EventWaitSpec
+from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 
@@ -52,6 +53,8 @@ class FluxJobEventTrigger(BaseTrigger):
     :param raise_on_exception: fail on a fatal job exception before the event.
     :param waitcreate: wait for a guest eventlog that does not exist yet.
     :param reconnect_attempts: reconnections in a row after a lost connection.
+    :param include_events: names of events to carry, every occurrence before the end
+        of the wait, in the payload's ``events`` list (e.g. ``finish``, ``exception``).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class FluxJobEventTrigger(BaseTrigger):
         raise_on_exception: bool = True,
         waitcreate: bool = False,
         reconnect_attempts: int = 5,
+        include_events: Sequence[str] = (),
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         self.jobid = parse_jobid(jobid)
@@ -74,6 +78,7 @@ class FluxJobEventTrigger(BaseTrigger):
         self.raise_on_exception = raise_on_exception
         self.waitcreate = waitcreate
         self.reconnect_attempts = reconnect_attempts
+        self.include_events = list(include_events)
         self.spec = EventWaitSpec(event, self.match_context, raise_on_exception)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -88,6 +93,7 @@ class FluxJobEventTrigger(BaseTrigger):
                 "raise_on_exception": self.raise_on_exception,
                 "waitcreate": self.waitcreate,
                 "reconnect_attempts": self.reconnect_attempts,
+                "include_events": self.include_events,
             },
         )
 
@@ -98,7 +104,7 @@ class FluxJobEventTrigger(BaseTrigger):
         yield TriggerEvent(payload)
 
     def _payload(self, status: str, message: str, **extra: Any) -> dict[str, Any]:
-        return {
+        payload = {
             "status": status,
             "jobid": self.jobid,
             "job": format_jobid(self.jobid),
@@ -106,9 +112,13 @@ class FluxJobEventTrigger(BaseTrigger):
             "message": message,
             **extra,
         }
+        if self.include_events:
+            payload["events"] = [event.to_dict() for event in self._included]
+        return payload
 
     async def _wait(self) -> dict[str, Any]:
         job = format_jobid(self.jobid)
+        self._included: list[JobEvent] = []
         try:
             uri = await FluxHook(self.flux_conn_id).aget_uri()
         except Exception as err:
@@ -129,6 +139,8 @@ class FluxJobEventTrigger(BaseTrigger):
             async with aclosing(events) as stream:
                 async for event in stream:
                     self.log.debug("job %s: %s %s", job, event.name, event.context)
+                    if event.name in self.include_events:
+                        self._included.append(event)
                     verdict = self.spec.judge(event)
                     if verdict == "matched":
                         return self._payload(

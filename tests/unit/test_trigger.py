@@ -47,6 +47,7 @@ def test_serialize_round_trips() -> None:
         raise_on_exception=False,
         waitcreate=True,
         reconnect_attempts=2,
+        include_events=["finish"],
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -59,6 +60,7 @@ def test_serialize_round_trips() -> None:
         "raise_on_exception": False,
         "waitcreate": True,
         "reconnect_attempts": 2,
+        "include_events": ["finish"],
     }
     assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
 
