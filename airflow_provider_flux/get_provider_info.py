@@ -40,6 +40,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_flux.triggers.flux"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": integration,
+                "python-modules": ["airflow_provider_flux.operators.flux"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "flux",

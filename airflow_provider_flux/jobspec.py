@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import stat
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -21,7 +22,7 @@ def _positive(name: str, value: Any, minimum: int = 1) -> int:
 
 def duration_seconds(duration: float | timedelta | str | None) -> float:
     """A time limit in seconds: a number, a timedelta, or Flux Standard Duration (``2h``)."""
-    if duration is None:
+    if duration is None or duration == "":
         return 0.0
     if isinstance(duration, timedelta):
         seconds = duration.total_seconds()
@@ -116,3 +117,44 @@ def jobspec_from_command(
     for key, value in (attributes or {}).items():
         set_attribute(jobspec, key, value)
     return jobspec
+
+
+def jobspec_from_batch_script(
+    script: str,
+    *,
+    args: Sequence[str] = (),
+    num_slots: int = 1,
+    cores_per_slot: int = 1,
+    gpus_per_slot: int | None = None,
+    num_nodes: int | None = None,
+    exclusive: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """A ``flux batch`` job: a nested Flux instance that runs ``script`` (which must
+    start with ``#!``), as ``JobspecV1.from_batch_command`` builds it. ``options`` are
+    those of :func:`jobspec_from_command`."""
+    if not script.startswith("#!"):
+        raise ValueError("a batch script must start with '#!'")
+    jobspec = jobspec_from_command(
+        ["flux", "broker", "{{tmpdir}}/script", *args],
+        num_tasks=num_slots,
+        cores_per_task=cores_per_slot,
+        gpus_per_task=gpus_per_slot,
+        num_nodes=num_nodes,
+        exclusive=exclusive,
+        **options,
+    )
+    for key, value in (("per-resource.type", "node"), ("mpi", "none"), ("exit-timeout", "none")):
+        set_attribute(jobspec, f"system.shell.options.{key}", value)
+    set_attribute(jobspec, "system.files", {
+        "script": {"mode": 0o700 | stat.S_IFREG, "data": script, "encoding": "utf-8"},
+    })  # fmt: skip
+    return jobspec
+
+
+def add_dependencies(jobspec: dict[str, Any], after_ok: Sequence[int]) -> None:
+    """Start only after these jobs complete successfully (RFC 26 ``afterok``)."""
+    system = jobspec.setdefault("attributes", {}).setdefault("system", {})
+    system.setdefault("dependencies", []).extend(
+        {"scheme": "afterok", "value": str(jobid)} for jobid in after_ok
+    )

@@ -128,6 +128,12 @@ class FluxHook(BaseHook):
         text = jobspec if isinstance(jobspec, str) else json.dumps(jobspec)
         return int(bindings.job.submit(bindings.open(uri), text, urgency=urgency))
 
+    def cancel(self, jobid: int, reason: str | None = None) -> None:
+        """Cancel a job, as ``flux cancel --message=REASON`` does (blocking)."""
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        bindings.job.cancel_async(bindings.open(uri), jobid, reason).get()
+
     def describe(self) -> str:
         """Where this hook connects, for log lines."""
         uri = self.get_uri()

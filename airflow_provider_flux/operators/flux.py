@@ -1,0 +1,314 @@
+"""``FluxSubmitJobOperator``: submit a Flux job and wait for it without holding a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import yaml
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_flux.event_wait import EventWaitSpec
+from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.exceptions import FluxJobExceptionError
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.jobspec import (
+    add_dependencies,
+    jobspec_from_batch_script,
+    jobspec_from_command,
+    set_attribute,
+)
+from airflow_provider_flux.sensors.flux import default_deferrable, raise_for_failure
+from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
+
+
+class FluxJobFailedError(AirflowFailException):
+    """The job ran and exited with a non-zero status, or was killed by a signal."""
+
+    def __init__(self, message: str, jobid: int, exit_code: int | None, signal: int | None):
+        super().__init__(message)
+        self.jobid = jobid
+        self.exit_code = exit_code
+        self.signal = signal
+
+
+def describe_wait_status(status: int) -> tuple[int | None, int | None, str]:
+    """Exit code, signal and words for a wait(2) status, as Flux puts in ``finish``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return None, number, f"was killed by signal {number} ({name})"
+    code = os.WEXITSTATUS(status)
+    return code, None, f"exited with code {code}"
+
+
+def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
+    """The job's stdout and stderr, stream by stream, cut at ``limit`` bytes.
+
+    Returns the text and the number of bytes left out.
+    """
+    streams: dict[str, list[str]] = {}
+    for event in events:
+        if event.name == "data" and "data" in event.context:
+            streams.setdefault(str(event.context.get("stream")), []).append(event.context["data"])
+        elif event.name == "log":
+            streams.setdefault("log", []).append(str(event.context.get("message", "")) + "\n")
+    text = "".join(f"--- {name} ---\n{''.join(parts)}" for name, parts in streams.items())
+    data = text.encode()
+    if len(data) <= limit:
+        return text, 0
+    return data[:limit].decode(errors="ignore"), len(data) - limit
+
+
+class FluxSubmitJobOperator(BaseOperator):
+    """Submits a job to Flux, waits for it to end, and fails when it fails.
+
+    Give exactly one of ``command``, ``jobspec`` or ``script``. The task's XCom value
+    is the job ID (int); it is also pushed under the key ``jobid`` as soon as the job
+    is submitted. With ``wait_for_completion`` (default) the task waits until the job
+    is ``clean`` (deferred to the triggerer unless ``deferrable=False``), logs the
+    job's stdout and stderr, and fails on a fatal job exception (type and note in
+    the message: ``cancel``, ``timeout``, ``exec``, ``dependency`` ...) or a non-zero
+    exit status (exit code, or the signal that killed it). Neither is retried.
+
+    :param command: the command, a list or a string split like a shell would.
+    :param jobspec: a complete jobspec: a dict, or its JSON or YAML text.
+    :param script: a batch script (``#!`` first line) run in a nested Flux instance.
+    :param num_tasks: tasks (batch: resource slots).
+    :param cores_per_task: cores per task (batch: per slot).
+    :param gpus_per_task: GPUs per task (batch: per slot).
+    :param num_nodes: spread the tasks over this many nodes.
+    :param exclusive: allocate whole nodes (with ``num_nodes``).
+    :param duration: time limit: seconds, a ``timedelta``, or Flux duration text (``30m``).
+    :param cwd: working directory of the job.
+    :param environment: the job's whole environment. Default: empty, so the worker's
+        environment (and any secret in it) does not leak into the job.
+    :param job_name: the job's name (``flux jobs`` shows it).
+    :param urgency: 0 (held) to 31; default 16.
+    :param dependencies: job IDs that must complete successfully first (``afterok``).
+    :param flux_queue: the Flux queue (``queue`` is Airflow's own, for the executor).
+    :param attributes: extra jobspec attributes as dotted keys (``--setattr``).
+    :param flux_conn_id: the ``flux`` Airflow connection.
+    :param wait_for_completion: wait for the job to end.
+    :param deferrable: wait in the triggerer (default True; see ``default_deferrable``).
+    :param cancel_on_kill: cancel the job when the task is killed while it waits in
+        the worker (``deferrable=False``).
+    :param poll_interval: seconds between eventlog reads when waiting in the worker.
+    :param output_limit: bytes of job output copied into the task log.
+    """
+
+    template_fields: Sequence[str] = (
+        "command", "jobspec", "script", "environment", "cwd", "job_name",
+        "dependencies", "attributes", "flux_queue", "duration",
+    )  # fmt: skip
+    template_fields_renderers: ClassVar[dict[str, str]] = {"jobspec": "json", "script": "bash"}
+    ui_color = "#c6e3f7"
+
+    def __init__(
+        self,
+        *,
+        command: Sequence[str] | str | None = None,
+        jobspec: Mapping[str, Any] | str | None = None,
+        script: str | None = None,
+        num_tasks: int = 1,
+        cores_per_task: int = 1,
+        gpus_per_task: int | None = None,
+        num_nodes: int | None = None,
+        exclusive: bool = False,
+        duration: float | timedelta | str | None = None,
+        cwd: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        job_name: str | None = None,
+        urgency: int = 16,
+        dependencies: Sequence[int | str] = (),
+        flux_queue: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        flux_conn_id: str = FluxHook.default_conn_name,
+        wait_for_completion: bool = True,
+        deferrable: bool | None = None,
+        cancel_on_kill: bool = True,
+        poll_interval: float = 5.0,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        given = [name for name, v in (("command", command), ("jobspec", jobspec),
+                                      ("script", script)) if v is not None]  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(
+                f"{self.task_id}: give exactly one of command, jobspec or script (got "
+                f"{', '.join(given) or 'none'})"
+            )
+        self.command = command
+        self.jobspec = jobspec
+        self.script = script
+        self.num_tasks = num_tasks
+        self.cores_per_task = cores_per_task
+        self.gpus_per_task = gpus_per_task
+        self.num_nodes = num_nodes
+        self.exclusive = exclusive
+        self.duration = duration
+        self.cwd = cwd
+        self.environment = dict(environment or {})
+        self.job_name = job_name
+        self.urgency = urgency
+        self.dependencies = list(dependencies)
+        self.flux_queue = flux_queue
+        self.attributes = dict(attributes or {})
+        self.flux_conn_id = flux_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.cancel_on_kill = cancel_on_kill
+        self.poll_interval = poll_interval
+        self.output_limit = output_limit
+        self.submitted_jobid: int | None = None
+        self._run_id: str | None = None
+
+    # -- the request ---------------------------------------------------------------
+
+    def build_jobspec(self) -> dict[str, Any]:
+        """The jobspec this task submits; raises ``ValueError`` for bad input."""
+        if not isinstance(self.urgency, int) or not 0 <= self.urgency <= 31:
+            raise ValueError(f"urgency must be an integer from 0 to 31, not {self.urgency!r}")
+        options: dict[str, Any] = {
+            "duration": self.duration, "environment": self.environment, "cwd": self.cwd,
+            "name": self.job_name, "queue": self.flux_queue, "attributes": self.attributes,
+            "num_nodes": self.num_nodes, "exclusive": self.exclusive,
+        }  # fmt: skip
+        if self.jobspec is not None:
+            jobspec = self._parse_jobspec(self.jobspec)
+            for key, value in self.attributes.items():
+                set_attribute(jobspec, key, value)
+        elif self.script is not None:
+            jobspec = jobspec_from_batch_script(
+                self.script, num_slots=self.num_tasks, cores_per_slot=self.cores_per_task,
+                gpus_per_slot=self.gpus_per_task, **options,
+            )  # fmt: skip
+        else:
+            assert self.command is not None
+            jobspec = jobspec_from_command(
+                self.command, num_tasks=self.num_tasks, cores_per_task=self.cores_per_task,
+                gpus_per_task=self.gpus_per_task, **options,
+            )  # fmt: skip
+        add_dependencies(jobspec, [parse_jobid(j) for j in self.dependencies])
+        return jobspec
+
+    @staticmethod
+    def _parse_jobspec(jobspec: Mapping[str, Any] | str) -> dict[str, Any]:
+        if isinstance(jobspec, str):
+            try:
+                parsed = yaml.safe_load(jobspec)  # JSON is YAML too
+            except yaml.YAMLError as err:
+                raise ValueError(f"jobspec is neither JSON nor YAML: {err}") from err
+        else:
+            parsed = json.loads(json.dumps(jobspec))  # a deep, JSON-clean copy
+        if not isinstance(parsed, dict):
+            raise ValueError(f"jobspec must be a mapping, not {type(parsed).__name__}")
+        return parsed
+
+    # -- running ---------------------------------------------------------------------
+
+    def execute(self, context: Context) -> int:
+        try:
+            jobspec = self.build_jobspec()
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
+        hook = FluxHook(self.flux_conn_id)
+        try:
+            jobid = hook.submit(jobspec, urgency=self.urgency)
+        except OSError as err:
+            raise AirflowFailException(
+                f"Flux at {hook.describe()} rejected the job: {err.strerror or err}"
+            ) from err
+        self.submitted_jobid = jobid
+        self._run_id = context.get("run_id")
+        context["ti"].xcom_push(key="jobid", value=jobid)
+        self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobid), jobid,
+                      hook.describe())  # fmt: skip
+        if not self.wait_for_completion:
+            return jobid
+        if self.deferrable:
+            self.defer(
+                trigger=FluxJobEventTrigger(
+                    jobid=jobid,
+                    event="clean",
+                    flux_conn_id=self.flux_conn_id,
+                    raise_on_exception=False,
+                    include_events=["finish", "exception"],
+                ),
+                method_name="execute_complete",
+            )
+        return self._wait_in_worker(hook, jobid)
+
+    def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
+        clean = EventWaitSpec("clean", raise_on_exception=False)
+        while True:
+            events, complete = hook.read_eventlog(jobid)
+            if clean.judge_eventlog(events, complete) is not None:
+                return self._finish(hook, jobid, events)
+            time.sleep(self.poll_interval)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
+        """Resume when the job is clean: log its output, then judge how it ended."""
+        if not event:
+            raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
+        if event.get("status") != "success":
+            raise_for_failure(event)
+        jobid = int(event["jobid"])
+        events = [JobEvent.from_flux(e) for e in event.get("events", [])]
+        return self._finish(FluxHook(self.flux_conn_id), jobid, events)
+
+    def _finish(self, hook: FluxHook, jobid: int, events: Sequence[JobEvent]) -> int:
+        job = format_jobid(jobid)
+        self._log_output(hook, jobid)
+        fatal = next((e for e in events if e.is_fatal_exception), None)
+        if fatal is not None:
+            ctx = fatal.context
+            raise FluxJobExceptionError(
+                f"Flux job {job}: fatal exception type={ctx.get('type')}: "
+                f"{ctx.get('note') or '(no note)'}",
+                jobid,
+                fatal.to_dict(),
+            )
+        finish = next((e for e in reversed(events) if e.name == "finish"), None)
+        status = int(finish.context.get("status", 0)) if finish else 0
+        if status:
+            code, number, words = describe_wait_status(status)
+            raise FluxJobFailedError(f"Flux job {job} {words}", jobid, code, number)
+        self.log.info("Flux job %s completed successfully", job)
+        return jobid
+
+    def _log_output(self, hook: FluxHook, jobid: int) -> None:
+        try:
+            events, _ = hook.read_eventlog(jobid, "guest.output")
+        except OSError as err:
+            self.log.warning("could not read the output of job %s: %s", format_jobid(jobid), err)
+            return
+        text, left_out = format_output(events, self.output_limit)
+        if text:
+            self.log.info("output of Flux job %s:\n%s", format_jobid(jobid), text)
+        if left_out:
+            self.log.warning(
+                "job output cut at output_limit=%d bytes: %d more bytes not shown",
+                self.output_limit, left_out,
+            )  # fmt: skip
+
+    def on_kill(self) -> None:
+        """Cancel the job when the task is killed while it waits in the worker."""
+        if not (self.cancel_on_kill and self.submitted_jobid is not None):
+            return
+        reason = f"Airflow task {self.dag_id}.{self.task_id} (run {self._run_id}) was killed"
+        self.log.info("cancelling Flux job %s: %s", format_jobid(self.submitted_jobid), reason)
+        FluxHook(self.flux_conn_id).cancel(self.submitted_jobid, reason)

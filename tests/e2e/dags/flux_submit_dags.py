@@ -1,0 +1,34 @@
+"""DAGs that submit jobs with FluxSubmitJobOperator. The run conf gives the command (what
+real Flux runs) and the scenario (what the simulated instance replays)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, task
+
+from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
+
+START = datetime(2026, 1, 1)
+REQUEST = {
+    "command": "{{ dag_run.conf['command'] }}",
+    "duration": "{{ dag_run.conf.get('duration', '') }}",
+    "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    "attributes": {"system.simulator.scenario": "{{ dag_run.conf.get('scenario', 'success') }}"},
+}
+
+for dag_id, options in (
+    ("flux_submit", {}),
+    ("flux_submit_in_worker", {"deferrable": False, "poll_interval": 0.2}),
+    ("flux_submit_small_log", {"output_limit": 8}),
+):
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False):
+
+        @task
+        def after(jobid: int) -> str:
+            return f"job {jobid} done"
+
+        after(FluxSubmitJobOperator(task_id="run", job_name=dag_id, **REQUEST, **options).output)
+
+with DAG("flux_submit_rejected", schedule=None, start_date=START, catchup=False):
+    FluxSubmitJobOperator(task_id="run", jobspec='{"version": 1, "tasks": [], "attributes": {}}')

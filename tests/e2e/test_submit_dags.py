@@ -1,0 +1,102 @@
+"""FluxSubmitJobOperator end to end with dag.test(), on the simulator and real Flux."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_flux.testing.dag_test import DagTestResult, run_dag, use_flux_connection
+from tests.flux_instances import FluxTestInstance
+
+DAGS = Path(__file__).parent / "dags" / "flux_submit_dags.py"
+PRINTS = "sh -c 'echo hello; echo oops >&2'"
+
+
+@pytest.fixture
+def instance(flux_instance: FluxTestInstance, airflow_db: str) -> FluxTestInstance:
+    use_flux_connection(flux_instance.uri)
+    return flux_instance
+
+
+def run(dag_id: str, capfd: pytest.CaptureFixture[str], **conf: Any) -> tuple[DagTestResult, str]:
+    result = run_dag(DAGS, dag_id, run_conf=conf)
+    out, err = capfd.readouterr()
+    return result, out + err
+
+
+def test_success_returns_the_job_id_and_logs_the_output(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit", capfd, command=PRINTS, scenario="success")
+    assert result.task_states == {"run": "success", "after": "success"}
+    jobid = result.xcoms["run"]
+    assert isinstance(jobid, int)
+    assert result.xcoms["after"] == f"job {jobid} done"
+    assert "--- stdout ---" in printed
+    assert "hello" in printed
+    assert "oops" in printed
+    assert "completed successfully" in printed
+
+
+def test_waiting_in_the_worker(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit_in_worker", capfd, command=PRINTS, scenario="success")
+    assert result.task_states == {"run": "success", "after": "success"}
+    assert "hello" in printed
+
+
+def test_nonzero_exit_fails_with_the_exit_code(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    command = "sh -c 'echo partial; exit 3'"
+    result, printed = run("flux_submit", capfd, command=command, scenario="exit-nonzero")
+    assert result.task_states == {"run": "failed", "after": "upstream_failed"}
+    assert result.tries["run"] == 1
+    assert "exited with code 3" in printed
+
+
+def test_nonzero_exit_in_the_worker(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    command = "sh -c 'exit 3'"
+    result, printed = run("flux_submit_in_worker", capfd, command=command, scenario="exit-nonzero")
+    assert result.task_states["run"] == "failed"
+    assert "exited with code 3" in printed
+
+
+def test_time_limit_exceeded_fails_with_the_timeout_exception(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit", capfd, command="sleep 30", duration="1s",
+                          scenario="timeout")  # fmt: skip
+    assert result.task_states["run"] == "failed"
+    assert "fatal exception type=timeout: resource allocation expired" in printed
+
+
+def test_command_not_found_fails_with_the_exec_exception(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit", capfd, command="/nonexistent/program",
+                          scenario="exec-not-found")  # fmt: skip
+    assert result.task_states["run"] == "failed"
+    assert "fatal exception type=exec" in printed
+    assert "/nonexistent/program" in printed
+
+
+def test_rejected_jobspec_fails_at_submit_with_the_instance_message(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit_rejected", capfd)
+    assert result.task_states == {"run": "failed"}
+    assert "rejected the job: Missing key (resources)" in printed
+
+
+def test_output_over_the_limit_is_cut_and_says_so(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit_small_log", capfd, command=PRINTS, scenario="success")
+    assert result.task_states["run"] == "success"
+    assert "job output cut at output_limit=8 bytes" in printed
