@@ -12,7 +12,7 @@ from airflow_provider_flux.aio.errors import (
     FluxPermissionError,
     FluxWatchError,
 )
-from airflow_provider_flux.aio.watch import watch
+from airflow_provider_flux.aio.watch import cancel_job, watch
 
 __all__ = [
     "FluxConnection",
@@ -21,6 +21,7 @@ __all__ = [
     "FluxEventlogNotFound",
     "FluxPermissionError",
     "FluxWatchError",
+    "cancel_job",
     "connection_stats",
     "watch",
 ]

@@ -188,6 +188,23 @@ class FluxConnection:
         self._schedule_drain()
         return stream
 
+    def request(self, future: Any) -> asyncio.Future[Any]:
+        """Await a flux future (an RPC the caller sent on :attr:`handle`): its ``get()``."""
+        result: asyncio.Future[Any] = self.loop.create_future()
+
+        def done(flux_future: Any) -> None:
+            self.callbacks += 1
+            if result.done():
+                return
+            try:
+                result.set_result(flux_future.get())
+            except Exception as err:  # handed to the awaiting task, never to the reactor
+                result.set_exception(err)
+
+        future.then(done)
+        self._schedule_drain()
+        return result
+
     def _forget(self, stream: EventStream) -> None:
         self._streams.discard(stream)
 

@@ -127,3 +127,17 @@ async def _watch_once(
         if stream is not None:
             stream.cancel()
         release(connection)
+
+
+async def cancel_job(
+    jobid: int | str, reason: str | None = None, *, uri: str | None = None
+) -> None:
+    """Cancel a job (a fatal ``cancel`` exception with ``reason`` as its note), on the
+    shared connection, as ``flux cancel --message=REASON`` does."""
+    job = parse_jobid(jobid)
+    connection = await acquire(uri)
+    try:
+        future = connection.bindings.job.cancel_async(connection.handle, job, reason)
+        await connection.request(future)
+    finally:
+        release(connection)

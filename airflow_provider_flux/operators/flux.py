@@ -26,7 +26,11 @@ from airflow_provider_flux.jobspec import (
     set_attribute,
 )
 from airflow_provider_flux.sensors.flux import default_deferrable, raise_for_failure
-from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from airflow_provider_flux.triggers.flux import (
+    CANCEL_GRACE_SECONDS,
+    REASON_TIMED_OUT,
+    FluxJobEventTrigger,
+)
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
 
@@ -103,8 +107,9 @@ class FluxSubmitJobOperator(BaseOperator):
     :param flux_conn_id: the ``flux`` Airflow connection.
     :param wait_for_completion: wait for the job to end.
     :param deferrable: wait in the triggerer (default True; see ``default_deferrable``).
-    :param cancel_on_kill: cancel the job when the task is killed while it waits in
-        the worker (``deferrable=False``).
+    :param cancel_on_kill: cancel the job, with a note naming the DAG, task and run,
+        when the task is killed, cleared, marked, or reaches ``execution_timeout``
+        while it waits (deferred or in the worker).
     :param poll_interval: seconds between eventlog reads when waiting in the worker.
     :param output_limit: bytes of job output copied into the task log.
     """
@@ -240,17 +245,32 @@ class FluxSubmitJobOperator(BaseOperator):
         if not self.wait_for_completion:
             return jobid
         if self.deferrable:
-            self.defer(
-                trigger=FluxJobEventTrigger(
-                    jobid=jobid,
-                    event="clean",
-                    flux_conn_id=self.flux_conn_id,
-                    raise_on_exception=False,
-                    include_events=["finish", "exception"],
-                ),
-                method_name="execute_complete",
-            )
+            self._defer_until_clean(jobid)
         return self._wait_in_worker(hook, jobid)
+
+    def _defer_until_clean(self, jobid: int) -> None:
+        """Wait in the triggerer. It cancels the job on kill and at ``execution_timeout``
+        (Airflow enforces neither for deferred tasks in a way that reaches Flux)."""
+        deadline = None
+        timeout = self.execution_timeout
+        if self.cancel_on_kill and timeout is not None:
+            deadline = time.time() + timeout.total_seconds()
+            # Airflow's own deferral timeout only as a backstop behind the trigger's.
+            timeout += timedelta(seconds=CANCEL_GRACE_SECONDS * 2)
+        self.defer(
+            trigger=FluxJobEventTrigger(
+                jobid=jobid,
+                event="clean",
+                flux_conn_id=self.flux_conn_id,
+                raise_on_exception=False,
+                include_events=["finish", "exception"],
+                cancel_on_kill=self.cancel_on_kill,
+                cancel_reason=self._kill_reason(),
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=timeout,
+        )
 
     def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
         clean = EventWaitSpec("clean", raise_on_exception=False)
@@ -264,6 +284,8 @@ class FluxSubmitJobOperator(BaseOperator):
         """Resume when the job is clean: log its output, then judge how it ended."""
         if not event:
             raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
+        if event.get("reason") == REASON_TIMED_OUT:
+            self._log_output(FluxHook(self.flux_conn_id), int(event["jobid"]))
         if event.get("status") != "success":
             raise_for_failure(event)
         jobid = int(event["jobid"])
@@ -305,10 +327,13 @@ class FluxSubmitJobOperator(BaseOperator):
                 self.output_limit, left_out,
             )  # fmt: skip
 
+    def _kill_reason(self) -> str:
+        return f"Airflow task {self.dag_id}.{self.task_id} (run {self._run_id}) was killed"
+
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker."""
         if not (self.cancel_on_kill and self.submitted_jobid is not None):
             return
-        reason = f"Airflow task {self.dag_id}.{self.task_id} (run {self._run_id}) was killed"
+        reason = self._kill_reason()
         self.log.info("cancelling Flux job %s: %s", format_jobid(self.submitted_jobid), reason)
         FluxHook(self.flux_conn_id).cancel(self.submitted_jobid, reason)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue, conf, timezone
+from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from airflow_provider_flux.event_wait import EventWaitSpec
 from airflow_provider_flux.exceptions import (
@@ -22,6 +23,7 @@ from airflow_provider_flux.triggers.flux import (
     REASON_CONNECTION,
     REASON_EVENTLOG_ENDED,
     REASON_JOB_EXCEPTION,
+    REASON_TIMED_OUT,
     FluxJobEventTrigger,
 )
 
@@ -50,6 +52,8 @@ def raise_for_failure(event: Mapping[str, Any]) -> None:
         raise FluxEventNeverHappenedError(message)
     if reason == REASON_CONNECTION:
         raise FluxConnectionFailedError(message)
+    if reason == REASON_TIMED_OUT:
+        raise AirflowTaskTimeout(message)
     raise FluxJobNotFoundError(message)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -13,6 +15,7 @@ from airflow_provider_flux.aio import (
     FluxConnectionError,
     FluxConnectionLost,
     FluxWatchError,
+    cancel_job,
     watch,
 )
 from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS
@@ -29,6 +32,14 @@ REASON_NOT_FOUND = "not_found"
 REASON_PERMISSION = "permission"
 REASON_CONNECTION = "connection"
 REASON_ERROR = "error"
+REASON_TIMED_OUT = "timed_out"
+
+# After cancelling a job at its deadline, how long to wait for it to end (its
+# output is complete then).
+CANCEL_GRACE_SECONDS = 60.0
+
+# A task state that could not be read (None is a state: that of a cleared task).
+UNKNOWN_STATE = "<unknown>"
 
 
 class FluxJobEventTrigger(BaseTrigger):
@@ -55,6 +66,12 @@ class FluxJobEventTrigger(BaseTrigger):
     :param reconnect_attempts: reconnections in a row after a lost connection.
     :param include_events: names of events to carry, every occurrence before the end
         of the wait, in the payload's ``events`` list (e.g. ``finish``, ``exception``).
+    :param cancel_on_kill: cancel the job, with ``cancel_reason``, when the task is
+        killed, cleared or marked while deferred. Not when the trigger merely moves to
+        another triggerer (apache/airflow#73454): the task is then still deferred.
+    :param cancel_reason: the note of that cancel exception.
+    :param deadline: a wall-clock time (seconds since the epoch) at which the job is
+        cancelled and the wait fails as timed out (Airflow calls no ``on_kill`` then).
     """
 
     def __init__(
@@ -68,6 +85,9 @@ class FluxJobEventTrigger(BaseTrigger):
         waitcreate: bool = False,
         reconnect_attempts: int = 5,
         include_events: Sequence[str] = (),
+        cancel_on_kill: bool = False,
+        cancel_reason: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         self.jobid = parse_jobid(jobid)
@@ -79,6 +99,9 @@ class FluxJobEventTrigger(BaseTrigger):
         self.waitcreate = waitcreate
         self.reconnect_attempts = reconnect_attempts
         self.include_events = list(include_events)
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_reason = cancel_reason
+        self.deadline = deadline
         self.spec = EventWaitSpec(event, self.match_context, raise_on_exception)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -94,8 +117,31 @@ class FluxJobEventTrigger(BaseTrigger):
                 "waitcreate": self.waitcreate,
                 "reconnect_attempts": self.reconnect_attempts,
                 "include_events": self.include_events,
+                "cancel_on_kill": self.cancel_on_kill,
+                "cancel_reason": self.cancel_reason,
+                "deadline": self.deadline,
             },
         )
+
+    async def on_kill(self) -> None:
+        """Cancel the job when a user killed, cleared or marked the deferred task."""
+        if not self.cancel_on_kill:
+            return
+        job = format_jobid(self.jobid)
+        state = await self.task_state()
+        if state == UNKNOWN_STATE or state == "deferred":
+            # Still deferred: the trigger is moving to another triggerer, where it
+            # goes on watching (apache/airflow#73454). Unknown: do not guess.
+            self.log.info("job %s left running: the task is %s", job, state)
+            return
+        reason = self.cancel_reason or "the Airflow task was killed"
+        self.log.info("task is %s: cancelling job %s (%s)", state, job, reason)
+        uri = await FluxHook(self.flux_conn_id).aget_uri()
+        await cancel_job(self.jobid, reason, uri=uri)
+
+    async def task_state(self) -> str | None:
+        """The task instance's live state (``UNKNOWN_STATE`` when it cannot be read)."""
+        return await _task_state(self)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         payload = await self._wait()
@@ -128,6 +174,28 @@ class FluxJobEventTrigger(BaseTrigger):
                 reason=REASON_CONNECTION,
             )
         self.log.info("waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog)
+        if self.deadline is None:
+            return await self._watch(uri, job)
+        try:
+            return await asyncio.wait_for(self._watch(uri, job), self.deadline - time.time())
+        except asyncio.TimeoutError:
+            pass
+        reason = self.cancel_reason or "the Airflow task timed out"
+        self.log.warning("job %s: deadline reached, cancelling it: %s", job, reason)
+        try:
+            await cancel_job(self.jobid, reason, uri=uri)
+            await asyncio.wait_for(self._watch(uri, job), CANCEL_GRACE_SECONDS)
+        except (asyncio.TimeoutError, OSError) as err:
+            self.log.warning("job %s: after the cancel: %s", job, err)
+        return self._payload(
+            "error",
+            f"job {job}: the task timed out; the job was cancelled ({reason})",
+            reason=REASON_TIMED_OUT,
+        )
+
+    async def _watch(self, uri: str | None, job: str) -> dict[str, Any]:
+        """Watch until the wait has an outcome; its trigger event payload."""
+        self._included.clear()
         events = watch(
             self.jobid,
             self.eventlog,
@@ -173,6 +241,28 @@ class FluxJobEventTrigger(BaseTrigger):
             reason=REASON_EVENTLOG_ENDED,
             errno=errno.ENODATA,
         )
+
+
+async def _task_state(trigger: BaseTrigger) -> str | None:
+    """The live state of the trigger's task instance, asked of the triggerer's supervisor."""
+    ti = trigger.task_instance
+    if ti is None:
+        return UNKNOWN_STATE
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.comms import GetTaskStates
+
+        response = await task_runner.SUPERVISOR_COMMS.asend(
+            GetTaskStates(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id],
+                map_index=ti.map_index,
+            )
+        )  # fmt: skip
+        state = response.task_states[ti.run_id][ti.task_id]  # type: ignore[union-attr]
+    except Exception as err:  # no supervisor (tests), or an API change: say we cannot tell
+        trigger.log.warning("cannot read the state of task %s: %r", ti.task_id, err)
+        return UNKNOWN_STATE
+    return None if state is None else str(state)
 
 
 def _reason_for(err: FluxWatchError) -> str:

@@ -100,3 +100,33 @@ def test_output_over_the_limit_is_cut_and_says_so(
     result, printed = run("flux_submit_small_log", capfd, command=PRINTS, scenario="success")
     assert result.task_states["run"] == "success"
     assert "job output cut at output_limit=8 bytes" in printed
+
+
+def test_execution_timeout_cancels_the_deferred_job(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_submit_timeout", capfd)
+    assert result.task_states == {"run": "failed"}
+    assert "the task timed out; the job was cancelled" in printed
+    names, note = cancel_note(instance, _pushed_jobid(printed))
+    assert names[-1] == "clean"
+    assert note.startswith("Airflow task flux_submit_timeout.run (run manual__")
+
+
+def _pushed_jobid(printed: str) -> int:
+    import re
+
+    match = re.search(r"submitted Flux job \S+ \((\d+)\)", printed)
+    assert match, "the operator logs the job it submitted"
+    return int(match.group(1))
+
+
+def cancel_note(instance: FluxTestInstance, jobid: int) -> tuple[list[str], str]:
+    """The job's event names, and the note of its cancel exception."""
+    from airflow_provider_flux.bindings import load_bindings
+
+    bindings = load_bindings(instance.uri)
+    handle = bindings.open(instance.uri)
+    events = list(bindings.job.event_watch(handle, jobid))
+    note = next(e.context["note"] for e in events if e.name == "exception")
+    return [e.name for e in events], note

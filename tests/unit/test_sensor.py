@@ -38,7 +38,7 @@ def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
         "jobid": 1, "event": "start", "eventlog": "guest.exec.eventlog",
         "flux_conn_id": "flux_default", "match_context": {"status": 0},
         "raise_on_exception": True, "waitcreate": False, "reconnect_attempts": 5,
-        "include_events": [],
+        "include_events": [], "cancel_on_kill": False, "cancel_reason": None, "deadline": None,
     }  # fmt: skip
     assert deferred.value.method_name == "execute_complete"
     left = deferred.value.timeout.total_seconds()

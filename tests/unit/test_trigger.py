@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,8 +17,9 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_flux.aio import connection_stats
 from airflow_provider_flux.testing import SimulatedFlux
+from airflow_provider_flux.testing.bindings import Flux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
-from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from airflow_provider_flux.triggers.flux import UNKNOWN_STATE, FluxJobEventTrigger
 from tests.polling import broker_watchers
 from tests.semantics_table import CASES, Row, case_id
 
@@ -48,6 +51,9 @@ def test_serialize_round_trips() -> None:
         waitcreate=True,
         reconnect_attempts=2,
         include_events=["finish"],
+        cancel_on_kill=True,
+        cancel_reason="killed",
+        deadline=1800000000.5,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -61,6 +67,9 @@ def test_serialize_round_trips() -> None:
         "waitcreate": True,
         "reconnect_attempts": 2,
         "include_events": ["finish"],
+        "cancel_on_kill": True,
+        "cancel_reason": "killed",
+        "deadline": 1800000000.5,
     }
     assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -182,3 +191,66 @@ async def test_logs_each_event_at_debug_and_the_outcome_at_info(
     assert len(debug) == 11  # every event of the lifecycle, one line each
     assert any("non-fatal exception type=test severity=1: a non-fatal note" in m for m in info)
     assert info[-1].endswith("event='clean' happened")
+
+
+class TriggerSeeingState(FluxJobEventTrigger):
+    """The trigger, with the task state the triggerer's supervisor would report."""
+
+    state: str | None = "failed"
+
+    async def task_state(self) -> str | None:
+        return self.state
+
+
+async def kill(sim: SimulatedFlux, state: str | None, **kwargs: Any) -> list[str]:
+    jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
+    trigger = TriggerSeeingState(jobid, "clean", **kwargs)
+    trigger.state = state
+    await trigger.on_kill()
+    await asyncio.sleep(0.3)
+    lookup = await asyncio.to_thread(
+        lambda: Flux(sim.uri).rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"]}).get()
+    )
+    await asyncio.to_thread(sim.release, jobid)
+    return [line for line in lookup["eventlog"].splitlines() if '"exception"' in line]
+
+
+@pytest.mark.parametrize("state", ["failed", "success", None])
+async def test_kill_cancels_the_job_with_the_reason(
+    flux_default: SimulatedFlux, state: str | None
+) -> None:
+    exceptions = await kill(flux_default, state, cancel_on_kill=True, cancel_reason="user said so")
+    assert len(exceptions) == 1
+    assert '"type":"cancel"' in exceptions[0]
+    assert '"note":"user said so"' in exceptions[0]
+
+
+@pytest.mark.parametrize("state", ["deferred", UNKNOWN_STATE])
+async def test_kill_leaves_the_job_alone_on_a_move_or_when_unsure(
+    flux_default: SimulatedFlux, state: str
+) -> None:
+    assert await kill(flux_default, state, cancel_on_kill=True) == []
+
+
+async def test_kill_does_nothing_without_cancel_on_kill(flux_default: SimulatedFlux) -> None:
+    assert await kill(flux_default, "failed") == []
+
+
+async def test_task_state_is_unknown_outside_a_triggerer() -> None:
+    trigger = FluxJobEventTrigger(1, "clean", cancel_on_kill=True)
+    trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
+        dag_id="d", task_id="t", run_id="r", map_index=-1
+    )
+    assert await trigger.task_state() == UNKNOWN_STATE
+
+
+async def test_deadline_cancels_the_job_and_fails_as_timed_out(flux_default: SimulatedFlux) -> None:
+    jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="finish")
+    trigger = FluxJobEventTrigger(
+        jobid, "clean", raise_on_exception=False, cancel_reason="too slow",
+        deadline=time.time() + 0.5, include_events=["exception"],
+    )  # fmt: skip
+    payload = await first_event(trigger)
+    assert payload["reason"] == "timed_out"
+    assert "too slow" in payload["message"]
+    assert [e["context"]["note"] for e in payload["events"]] == ["too slow"]

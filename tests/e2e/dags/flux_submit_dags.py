@@ -3,7 +3,7 @@ real Flux runs) and the scenario (what the simulated instance replays)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
@@ -32,3 +32,13 @@ for dag_id, options in (
 
 with DAG("flux_submit_rejected", schedule=None, start_date=START, catchup=False):
     FluxSubmitJobOperator(task_id="run", jobspec='{"version": 1, "tasks": [], "attributes": {}}')
+
+with DAG("flux_submit_timeout", schedule=None, start_date=START, catchup=False):
+    FluxSubmitJobOperator(
+        task_id="run",
+        command="sleep 120",
+        environment={"PATH": "/usr/bin:/bin"},
+        # The simulated job runs until cancelled, like the real `sleep`.
+        attributes={"system.simulator.hold_before": "finish"},
+        execution_timeout=timedelta(seconds=2),
+    )
