@@ -122,21 +122,22 @@ async def test_nonfatal_exception_does_not_end_the_job(flux_instance: FluxTestIn
 async def test_leaving_early_cancels_the_stream_on_the_broker(
     flux_instance: FluxTestInstance,
 ) -> None:
-    jobid = await asyncio.to_thread(flux_instance.running_job)
+    # A held job: a running one has its shell's own watches, set up around `start`.
+    jobid = await asyncio.to_thread(flux_instance.pending_job)
     before = await asyncio.to_thread(flux_instance.watchers)
     async with aclosing(watch(jobid, uri=flux_instance.uri)) as events:
         async for event in events:
-            if event.name == "start":
+            if event.name == "priority":
                 assert await wait_for_watchers(flux_instance, before + 1) == before + 1
                 break
     assert await wait_for_watchers(flux_instance, before) == before
-    await asyncio.to_thread(flux_instance.finish, jobid)
+    await asyncio.to_thread(flux_instance.cancel, jobid, "test over")
 
 
 async def test_cancelling_1000_watches_leaves_no_stream_open(
     flux_instance: FluxTestInstance,
 ) -> None:
-    jobid = await asyncio.to_thread(flux_instance.running_job)
+    jobid = await asyncio.to_thread(flux_instance.pending_job)
     before = await asyncio.to_thread(flux_instance.watchers)
     started = asyncio.Event()
     count = 0
@@ -144,7 +145,7 @@ async def test_cancelling_1000_watches_leaves_no_stream_open(
     async def reader() -> None:
         nonlocal count
         async for event in watch(jobid, uri=flux_instance.uri):
-            if event.name == "start":
+            if event.name == "priority":
                 count += 1
                 if count == 1000:
                     started.set()
@@ -157,7 +158,7 @@ async def test_cancelling_1000_watches_leaves_no_stream_open(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert await wait_for_watchers(flux_instance, before) == before
-    await asyncio.to_thread(flux_instance.finish, jobid)
+    await asyncio.to_thread(flux_instance.cancel, jobid, "test over")
 
 
 async def test_one_failing_watch_does_not_disturb_others(flux_instance: FluxTestInstance) -> None:
