@@ -68,7 +68,10 @@ class FluxJobEventTrigger(BaseTrigger):
         of the wait, in the payload's ``events`` list (e.g. ``finish``, ``exception``).
     :param cancel_on_kill: cancel the job, with ``cancel_reason``, when the task is
         killed, cleared or marked while deferred. Not when the trigger merely moves to
-        another triggerer (apache/airflow#73454): the task is then still deferred.
+        another triggerer (apache/airflow#73454): the task is then still deferred, and
+        its XCom ``jobid``, when it has one, still names this job (a cleared task's new
+        try defers on the job it submitted). When the task's state cannot be read the
+        job is left alone.
     :param cancel_reason: the note of that cancel exception.
     :param deadline: a wall-clock time (seconds since the epoch) at which the job is
         cancelled and the wait fails as timed out (Airflow calls no ``on_kill`` then).
@@ -129,11 +132,18 @@ class FluxJobEventTrigger(BaseTrigger):
             return
         job = format_jobid(self.jobid)
         state = await self.task_state()
-        if state == UNKNOWN_STATE or state == "deferred":
-            # Still deferred: the trigger is moving to another triggerer, where it
-            # goes on watching (apache/airflow#73454). Unknown: do not guess.
-            self.log.info("job %s left running: the task is %s", job, state)
+        if state == UNKNOWN_STATE:
+            self.log.info("job %s left running: the task's state cannot be read", job)
             return
+        if state == "deferred":
+            waiting_on = await self.task_jobid()
+            if waiting_on is None or waiting_on == self.jobid:
+                # Still deferred on this job: the trigger is moving to another
+                # triggerer, where it goes on watching (apache/airflow#73454).
+                self.log.info("job %s left running: the task is still deferred on it", job)
+                return
+            # A new try of a cleared task waits on a job of its own.
+            state = f"cleared (its new try waits on job {format_jobid(waiting_on)})"
         reason = self.cancel_reason or "the Airflow task was killed"
         self.log.info("task is %s: cancelling job %s (%s)", state, job, reason)
         uri = await FluxHook(self.flux_conn_id).aget_uri()
@@ -142,6 +152,11 @@ class FluxJobEventTrigger(BaseTrigger):
     async def task_state(self) -> str | None:
         """The task instance's live state (``UNKNOWN_STATE`` when it cannot be read)."""
         return await _task_state(self)
+
+    async def task_jobid(self) -> int | None:
+        """The job the task's live try submitted: its XCom ``jobid`` (pushed by
+        ``FluxSubmitJobOperator``; Airflow clears it when a new try starts), or None."""
+        return await _task_jobid(self)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         payload = await self._wait()
@@ -226,9 +241,11 @@ class FluxJobEventTrigger(BaseTrigger):
                             event=event.to_dict(),
                         )
                     if event.name == "exception":
+                        # Not the end of the wait: non-fatal, or raise_on_exception is off.
                         self.log.info(
-                            "job %s: non-fatal exception type=%s severity=%s: %s",
-                            job, event.context.get("type"), event.context.get("severity"),
+                            "job %s: %s exception type=%s severity=%s: %s",
+                            job, "fatal" if event.is_fatal_exception else "non-fatal",
+                            event.context.get("type"), event.context.get("severity"),
                             event.context.get("note"),
                         )  # fmt: skip
         except FluxWatchError as err:
@@ -243,26 +260,61 @@ class FluxJobEventTrigger(BaseTrigger):
         )
 
 
-async def _task_state(trigger: BaseTrigger) -> str | None:
-    """The live state of the trigger's task instance, asked of the triggerer's supervisor."""
+async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Any) -> Any:
+    """Send the request ``build(ti)`` about the trigger's task instance to the
+    triggerer's supervisor; UNKNOWN_STATE when there is no answer."""
     ti = trigger.task_instance
     if ti is None:
         return UNKNOWN_STATE
     try:
         from airflow.sdk.execution_time import task_runner
-        from airflow.sdk.execution_time.comms import GetTaskStates
 
-        response = await task_runner.SUPERVISOR_COMMS.asend(
-            GetTaskStates(
-                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id],
-                map_index=ti.map_index,
-            )
-        )  # fmt: skip
-        state = response.task_states[ti.run_id][ti.task_id]  # type: ignore[union-attr]
+        return await task_runner.SUPERVISOR_COMMS.asend(build(ti))
     except Exception as err:  # no supervisor (tests), or an API change: say we cannot tell
-        trigger.log.warning("cannot read the state of task %s: %r", ti.task_id, err)
+        trigger.log.warning("cannot read the %s of task %s: %r", what, ti.task_id, err)
+        return UNKNOWN_STATE
+
+
+async def _task_state(trigger: BaseTrigger) -> str | None:
+    """The live state of the trigger's task instance."""
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    response = await _ask_supervisor(
+        trigger, "state",
+        lambda ti: GetTaskStates(
+            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+        ),
+    )  # fmt: skip
+    ti = trigger.task_instance
+    if ti is None or response == UNKNOWN_STATE:
+        return UNKNOWN_STATE
+    try:
+        state = response.task_states[ti.run_id][ti.task_id]
+    except (AttributeError, KeyError, TypeError) as err:
+        trigger.log.warning("cannot read the state of the task from %r: %r", response, err)
         return UNKNOWN_STATE
     return None if state is None else str(state)
+
+
+async def _task_jobid(trigger: BaseTrigger) -> int | None:
+    """The job ID in the XCom ``jobid`` of the trigger's task instance, if any."""
+    from airflow.sdk.execution_time.comms import GetXCom
+
+    response = await _ask_supervisor(
+        trigger, "XCom jobid",
+        lambda ti: GetXCom(
+            key="jobid", dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+            map_index=ti.map_index,
+        ),
+    )  # fmt: skip
+    value = getattr(response, "value", None)
+    if value is None:
+        return None
+    try:
+        return parse_jobid(value)
+    except (TypeError, ValueError):
+        trigger.log.warning("the task's XCom jobid is not a job ID: %r", value)
+        return None
 
 
 def _reason_for(err: FluxWatchError) -> str:

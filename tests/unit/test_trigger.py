@@ -197,15 +197,25 @@ class TriggerSeeingState(FluxJobEventTrigger):
     """The trigger, with the task state the triggerer's supervisor would report."""
 
     state: str | None = "failed"
+    xcom_jobid: int | None = None
 
     async def task_state(self) -> str | None:
         return self.state
 
+    async def task_jobid(self) -> int | None:
+        return self.xcom_jobid
 
-async def kill(sim: SimulatedFlux, state: str | None, **kwargs: Any) -> list[str]:
+
+OWN_JOB = -1  # stands for the trigger's own job ID in the cases below
+
+
+async def kill(
+    sim: SimulatedFlux, state: str | None, xcom_jobid: int | None = None, **kwargs: Any
+) -> list[str]:
     jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
     trigger = TriggerSeeingState(jobid, "clean", **kwargs)
     trigger.state = state
+    trigger.xcom_jobid = jobid if xcom_jobid == OWN_JOB else xcom_jobid
     await trigger.on_kill()
     await asyncio.sleep(0.3)
     lookup = await asyncio.to_thread(
@@ -225,23 +235,38 @@ async def test_kill_cancels_the_job_with_the_reason(
     assert '"note":"user said so"' in exceptions[0]
 
 
-@pytest.mark.parametrize("state", ["deferred", UNKNOWN_STATE])
+@pytest.mark.parametrize(
+    ("state", "xcom_jobid"),
+    [("deferred", OWN_JOB), ("deferred", None), (UNKNOWN_STATE, None)],
+    ids=["deferred-on-this-job", "deferred-no-xcom", "state-unknown"],
+)
 async def test_kill_leaves_the_job_alone_on_a_move_or_when_unsure(
-    flux_default: SimulatedFlux, state: str
+    flux_default: SimulatedFlux, state: str, xcom_jobid: int | None
 ) -> None:
-    assert await kill(flux_default, state, cancel_on_kill=True) == []
+    assert await kill(flux_default, state, xcom_jobid, cancel_on_kill=True) == []
+
+
+async def test_kill_cancels_when_a_new_try_defers_on_another_job(
+    flux_default: SimulatedFlux,
+) -> None:
+    # Cleared while deferred: by the time the triggerer lets go of the old trigger,
+    # the task's next try may already be deferred, on the job it submitted.
+    exceptions = await kill(flux_default, "deferred", 12345, cancel_on_kill=True)
+    assert len(exceptions) == 1
+    assert '"type":"cancel"' in exceptions[0]
 
 
 async def test_kill_does_nothing_without_cancel_on_kill(flux_default: SimulatedFlux) -> None:
     assert await kill(flux_default, "failed") == []
 
 
-async def test_task_state_is_unknown_outside_a_triggerer() -> None:
+async def test_task_state_and_jobid_are_unknown_outside_a_triggerer() -> None:
     trigger = FluxJobEventTrigger(1, "clean", cancel_on_kill=True)
     trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
         dag_id="d", task_id="t", run_id="r", map_index=-1
     )
     assert await trigger.task_state() == UNKNOWN_STATE
+    assert await trigger.task_jobid() is None
 
 
 async def test_deadline_cancels_the_job_and_fails_as_timed_out(flux_default: SimulatedFlux) -> None:
