@@ -13,8 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.jobspec import jobspec_from_command
+from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
 from airflow_provider_flux.sensors.flux import FluxJobEventSensor
 
 with DAG(
@@ -24,18 +23,16 @@ with DAG(
     catchup=False,
     tags=["example", "flux"],
 ):
-
-    @task
-    def submit_simulation() -> int:
-        jobspec = jobspec_from_command(
-            ["sh", "-c", "echo simulating; sleep 1; echo done"],
-            name="simulation",
-            duration="10m",
-            environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-        )
-        return FluxHook().submit(jobspec)
-
-    jobid = submit_simulation()
+    # Submit only: the sensors below do the waiting, each gating its own branch.
+    submit_simulation = FluxSubmitJobOperator(
+        task_id="submit_simulation",
+        command=["sh", "-c", "echo simulating; sleep 1; echo done"],
+        job_name="simulation",
+        duration="10m",
+        environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        wait_for_completion=False,
+    )
+    jobid = submit_simulation.output
 
     wait_for_start = FluxJobEventSensor(
         task_id="wait_for_start", jobid=jobid, event="start", timeout=3600

@@ -1,4 +1,4 @@
-"""Run the example DAG end to end with ``dag.test()``: against a real one-broker Flux
+"""Run the example DAGs end to end with ``dag.test()``: against a real one-broker Flux
 instance when ``flux`` is on PATH, otherwise against the simulated one."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from airflow_provider_flux.testing.dag_test import (
     use_flux_connection,
 )
 
-DAG_FILE = Path(__file__).resolve().parents[1] / "example_dags" / "example_flux_job_events.py"
-DAG_ID = "example_flux_job_events"
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_dags"
+# The main job first: submit a job, gate tasks on its start and clean.
+DAG_IDS = ("example_flux_job_events", "example_flux_submit_job")
 
 
 def main() -> int:
@@ -41,11 +42,14 @@ def main() -> int:
                   f"at {sim.uri}", flush=True)  # fmt: skip
             uri = sim.uri
         use_flux_connection(uri)
-        result = run_dag(DAG_FILE, DAG_ID)
-    print(f"==> DAG run {DAG_ID}: {result.state}")
-    for task_id, state in sorted(result.task_states.items()):
-        print(f"    {task_id:<20} {state:<10} {result.xcoms.get(task_id, '')}")
-    return 0 if result.state == "success" else 1
+        failed = 0
+        for dag_id in DAG_IDS:
+            result = run_dag(EXAMPLES / f"{dag_id}.py", dag_id)
+            print(f"==> DAG run {dag_id}: {result.state}")
+            for task_id, state in sorted(result.task_states.items()):
+                print(f"    {task_id:<20} {state:<10} {result.xcoms.get(task_id, '')}")
+            failed += result.state != "success"
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Every example DAG imports cleanly, and the README's example runs on the simulator."""
+"""Every example DAG imports cleanly and runs end to end (simulated and real Flux)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def test_example_dag_runs_end_to_end(flux_instance: FluxTestInstance, airflow_db
     assert result.state == "success", result.task_states
     assert result.xcoms["wait_for_start"]["name"] == "start"
     assert result.xcoms["wait_for_clean"]["name"] == "clean"
+
+
+def test_submit_example_runs_both_jobs_then_reports(
+    flux_instance: FluxTestInstance, airflow_db: str
+) -> None:
+    use_flux_connection(flux_instance.uri)
+    path = next(p for p in EXAMPLES if p.stem == "example_flux_submit_job")
+    result = run_dag(path, "example_flux_submit_job")
+    assert result.state == "success", result.task_states
+    simulation, post = result.xcoms["simulate"], result.xcoms["post_process"]
+    assert isinstance(simulation, int)
+    assert isinstance(post, int)
+    assert simulation != post
+    assert result.xcoms["report"] == (
+        f"simulation job {simulation} and post-processing job {post} succeeded"
+    )
