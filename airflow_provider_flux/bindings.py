@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -62,6 +63,21 @@ class FluxBindings:
         if value is None:
             raise AttributeError(f"the Flux bindings do not define FLUX_{name}")
         return int(value)
+
+    def received_messages(self, handle: Any) -> Callable[[], int]:
+        """A function that says how many messages ``handle`` has received so far
+        (``flux_get_msgcounters``: requests, responses, events and control)."""
+        if self.simulated:
+            return handle.received_messages  # type: ignore[no-any-return]
+        ffi = importlib.import_module(f"{self.flux.__name__}.core.inner").ffi
+        counters = ffi.new("flux_msgcounters_t *")
+
+        def received() -> int:
+            handle.flux_get_msgcounters(counters)
+            c = counters[0]
+            return int(c.request_rx + c.response_rx + c.event_rx + c.control_rx)
+
+        return received
 
     def event_watch_async(
         self, handle: Any, jobid: int, eventlog: str = "eventlog", *, waitcreate: bool = False

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import select
 from contextlib import aclosing
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from airflow_provider_flux.aio import (
     connection_stats,
     watch,
 )
+from airflow_provider_flux.aio.connection import acquire, release
 from airflow_provider_flux.events import JobEvent
 from tests.flux_instances import FluxTestInstance
 
@@ -186,3 +189,47 @@ async def test_watches_share_one_connection_per_loop_and_instance(
         await g.aclose()
     assert connection_stats()[flux_instance.uri]["users"] == 0
     await asyncio.to_thread(flux_instance.finish, jobid)
+
+
+async def test_an_answer_landing_between_two_reactor_runs_is_called_back(
+    flux_instance: FluxTestInstance,
+) -> None:
+    """The reactor receives a message in one run and calls its future back in the
+    next, and the poll fd's edge is spent by then: the engine must run it again."""
+    jobid = await asyncio.to_thread(flux_instance.pending_job)
+    connection = await acquire(flux_instance.uri)
+    handle, bindings = connection.handle, connection.bindings
+    # A stream kept open, so the handle's dispatcher is already running, as in use.
+    stream = connection.start_stream(jobid, "eventlog")
+    while (await stream.get()).name != "priority":  # type: ignore[union-attr]
+        pass
+    called_back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    run_reactor = handle.flux_reactor_run
+    pollin = bindings.constant("POLLIN")
+    runs = 0
+
+    def on_answer(future: Any) -> None:
+        future.needs_cancel = False  # an error answer ends the stream on the broker
+        if not called_back.done():
+            called_back.set_result(None)
+
+    def ask_between_runs(reactor: Any, flags: int) -> int:
+        nonlocal runs
+        runs += 1
+        if runs == 2:
+            # Between two runs of one drain: ask (no drain is scheduled for it),
+            # and let the broker's answer land before the run goes on.
+            bindings.event_watch_async(handle, 123456789).then(on_answer)
+            while not handle.pollevents() & pollin:  # the fd also wakes for POLLOUT
+                select.select([handle.pollfd()], [], [], 5)
+        return int(run_reactor(reactor, flags))
+
+    handle.flux_reactor_run = ask_between_runs
+    try:
+        connection._schedule_drain()
+        await asyncio.wait_for(called_back, 5)
+    finally:
+        handle.flux_reactor_run = run_reactor
+        stream.cancel()
+        release(connection)
+        await asyncio.to_thread(flux_instance.cancel, jobid, "test over")

@@ -89,7 +89,7 @@ class Future:
     def wait_for(self, timeout: float = -1.0) -> Future:
         """Block until a response arrives (not from inside the reactor)."""
         while not self._responses:
-            self._handle._receive(block=True, timeout=None if timeout < 0 else timeout)
+            self._handle._receive_one(block=True, timeout=None if timeout < 0 else timeout)
         return self
 
     def _current(self) -> protocol.Message:
@@ -128,8 +128,13 @@ class Flux:
             raise OSError(err.errno, f"Unable to connect to Flux: {url}: {err.strerror}") from None
         self._sock.setblocking(False)
         self._decoder = protocol.LineDecoder()
+        # Messages read off the socket, not yet received by the handle (flux-core's
+        # connector buffer and requeue deque): they show as FLUX_POLLIN.
+        self._inbox: deque[protocol.Message] = deque()
+        self._received = 0
         self._matchtags = itertools.count(1)
         self._futures: dict[int, Future] = {}
+        # Futures fulfilled by an earlier reactor run, their callbacks due in the next.
         self._ready: deque[Future] = deque()
         self._lost: OSError | None = None
         self._stop_requested = False
@@ -180,13 +185,20 @@ class Flux:
         return self._sock.fileno()
 
     def pollevents(self) -> int:
-        """``FLUX_POLLIN`` while something waits to be dispatched; ``FLUX_POLLERR`` when lost."""
+        """``FLUX_POLLIN`` while messages wait to be received; ``FLUX_POLLERR`` when lost.
+
+        As in flux-core, a future fulfilled but not yet called back does not count.
+        """
         if self._lost is not None:
             return FLUX_POLLERR
-        if self._ready:
+        if self._inbox:
             return FLUX_POLLIN
         readable, _, _ = select.select([self._sock], [], [], 0)
         return FLUX_POLLIN if readable else 0
+
+    def received_messages(self) -> int:
+        """Messages this handle has received so far (flux-core: ``flux_get_msgcounters``)."""
+        return self._received
 
     @contextlib.contextmanager
     def in_reactor(self) -> Iterator[None]:
@@ -197,19 +209,20 @@ class Flux:
         return self
 
     def flux_reactor_run(self, reactor: Any, flags: int) -> int:
-        """Dispatch responses to their futures' callbacks; with NOWAIT, only what is there."""
-        if not flags & FLUX_REACTOR_NOWAIT:
-            self._stop_requested = False
-            self._dispatch()
-            while not self._stop_requested and any(
-                f._then is not None and not f.stopped for f in self._futures.values()
-            ):
-                self._receive(block=True)
-                self._dispatch()
-            return 0
-        self._receive(block=False)
-        self._dispatch()
-        return -1 if self._lost is not None else len(self._futures)
+        """Run the reactor; with ``FLUX_REACTOR_NOWAIT``, one iteration.
+
+        Each iteration is timed as flux-core's: it calls back the futures fulfilled
+        by earlier iterations, and receives at most one message, whose future is
+        called back on the next iteration.
+        """
+        if flags & FLUX_REACTOR_NOWAIT:
+            self._iterate()
+            return -1 if self._lost is not None else len(self._futures)
+        self._stop_requested = False
+        while not self._stop_requested and self._has_callbacks_to_make():
+            if not self._iterate() and not self._stop_requested:
+                self._read(block=True)
+        return 0
 
     def reactor_run(self, reactor: Any = None, flags: int = 0) -> int:
         return self.flux_reactor_run(reactor, flags)
@@ -218,11 +231,37 @@ class Flux:
         """Make a blocking reactor run return after the current callback."""
         self._stop_requested = True
 
-    def _dispatch(self) -> None:
-        while self._ready:
-            self._ready.popleft()._run_callback()
+    def _has_callbacks_to_make(self) -> bool:
+        """A callback is due, or a future with one still waits for responses."""
+        return bool(self._ready) or any(
+            f._then is not None and not f.stopped for f in self._futures.values()
+        )
 
-    def _receive(self, *, block: bool, timeout: float | None = None) -> None:
+    def _iterate(self) -> bool:
+        """One reactor iteration; False when it had nothing to do."""
+        due, self._ready = self._ready, deque()
+        for future in due:
+            future._run_callback()
+        received = self._lost is None and self._receive_one(block=False)
+        return bool(due) or received
+
+    def _receive_one(self, *, block: bool, timeout: float | None = None) -> bool:
+        """Receive one message and fulfil its future; False when none came."""
+        if not self._inbox:
+            self._read(block=block, timeout=timeout)
+        if not self._inbox:
+            return False
+        message = self._inbox.popleft()
+        self._received += 1
+        future = self._futures.get(int(message.get("matchtag", 0)))
+        if future is not None:
+            future._deliver(message)
+            if future.terminal:
+                del self._futures[future.matchtag]
+        return True
+
+    def _read(self, *, block: bool, timeout: float | None = None) -> None:
+        """Move what the socket has into the inbox."""
         if self._lost is not None:
             raise OSError(self._lost.errno, self._lost.strerror)
         if block:
@@ -240,12 +279,7 @@ class Flux:
             if not data:
                 self._connection_lost(OSError(errno.ECONNRESET, os.strerror(errno.ECONNRESET)))
                 return
-            for message in self._decoder.feed(data):
-                future = self._futures.get(int(message.get("matchtag", 0)))
-                if future is not None:
-                    future._deliver(message)
-                    if future.terminal:
-                        del self._futures[future.matchtag]
+            self._inbox.extend(self._decoder.feed(data))
             if len(data) < (1 << 16):
                 return
 
