@@ -328,7 +328,8 @@ class FluxSubmitJobOperator(BaseOperator):
             )  # fmt: skip
 
     def _kill_reason(self) -> str:
-        return f"Airflow task {self.dag_id}.{self.task_id} (run {self._run_id}) was killed"
+        # One note for kill, clear, mark and execution_timeout: the trigger reuses it.
+        return f"Airflow stopped task {self.dag_id}.{self.task_id} (run {self._run_id})"
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while it waits in the worker."""

@@ -110,7 +110,7 @@ def test_execution_timeout_cancels_the_deferred_job(
     assert "the task timed out; the job was cancelled" in printed
     names, note = cancel_note(instance, _pushed_jobid(printed))
     assert names[-1] == "clean"
-    assert note.startswith("Airflow task flux_submit_timeout.run (run manual__")
+    assert note.startswith("Airflow stopped task flux_submit_timeout.run (run manual__")
 
 
 def _pushed_jobid(printed: str) -> int:

@@ -145,7 +145,7 @@ async def test_on_kill_cancels_the_job_naming_dag_task_and_run(
     events = await asyncio.to_thread(lambda: list(job.event_watch(Flux(sim.uri), jobid)))
     exception = next(e for e in events if e.name == "exception")
     assert exception.context["type"] == "cancel"
-    assert exception.context["note"] == "Airflow task adhoc_airflow.run (run manual__1) was killed"
+    assert exception.context["note"] == "Airflow stopped task adhoc_airflow.run (run manual__1)"
     assert events[-1].name == "clean"
 
 
