@@ -1,7 +1,8 @@
 """Tests for airflow_provider_flux.jobid against flux-core 0.88.0's flux.job.JobID.
 
-The vectors in ../shared/flux-jobid-vectors.json (beside the repository root) were
-recorded from flux.job.JobID itself.  The hand-written cases below were checked against
+The vectors in tests/data/flux-jobid-vectors.json were recorded from flux.job.JobID
+itself (a copy of the project's shared flux-jobid-vectors.json, kept in the repository
+so a clean checkout tests them). The hand-written cases below were checked against
 flux-core 0.88.0's C parser (flux_job_id_parse) built from source.
 """
 
@@ -22,75 +23,49 @@ from airflow_provider_flux._fluid_tables import (
 )
 from airflow_provider_flux.jobid import ENCODINGS, format_jobid, parse_jobid
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "flux-jobid-vectors.json"
-_NO_VECTORS = pytest.mark.skip(reason=f"flux-core job ID vectors not found at {VECTORS_PATH}")
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "flux-jobid-vectors.json"
+VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
-
-def _load_vectors() -> dict[str, Any] | None:
-    if not VECTORS_PATH.is_file():
-        return None
-    data: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
-    return data
-
-
-_VECTORS = _load_vectors()
-
-
-def _encoding_params() -> list[Any]:
-    if _VECTORS is None:
-        return [pytest.param(0, "dec", "0", id="no-vectors", marks=_NO_VECTORS)]
-    return [
-        pytest.param(v["dec"], enc, str(v[enc]), id=f"{v['dec']}-{enc}")
-        for v in _VECTORS["vectors"]
-        for enc in ENCODINGS
-    ]
-
-
-def _value_params() -> list[Any]:
-    if _VECTORS is None:
-        return [pytest.param(0, id="no-vectors", marks=_NO_VECTORS)]
-    return [pytest.param(v["dec"], id=str(v["dec"])) for v in _VECTORS["vectors"]]
-
-
-def _other_params() -> list[Any]:
-    if _VECTORS is None:
-        return [pytest.param("", {}, id="no-vectors", marks=_NO_VECTORS)]
-    return [pytest.param(s, out, id=ascii(s)) for s, out in _VECTORS["other_inputs"].items()]
+ENCODING_CASES = [
+    pytest.param(v["dec"], enc, str(v[enc]), id=f"{v['dec']}-{enc}")
+    for v in VECTORS["vectors"]
+    for enc in ENCODINGS
+]
+VALUE_CASES = [pytest.param(v["dec"], id=str(v["dec"])) for v in VECTORS["vectors"]]
+OTHER_CASES = [pytest.param(s, out, id=ascii(s)) for s, out in VECTORS["other_inputs"].items()]
 
 
 def test_vector_file_has_expected_shape() -> None:
-    if _VECTORS is None:
-        pytest.skip(f"flux-core job ID vectors not found at {VECTORS_PATH}")
-    assert len(_VECTORS["vectors"]) == 40
-    assert len(_VECTORS["other_inputs"]) == 20
-    assert all(set(v) == set(ENCODINGS) for v in _VECTORS["vectors"])
+    assert len(VECTORS["vectors"]) == 40
+    assert len(VECTORS["other_inputs"]) == 20
+    assert all(set(v) == set(ENCODINGS) for v in VECTORS["vectors"])
 
 
 # --- flux-core vectors -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "encoding", "text"), _encoding_params())
+@pytest.mark.parametrize(("value", "encoding", "text"), ENCODING_CASES)
 def test_parse_vector(value: int, encoding: str, text: str) -> None:
     assert parse_jobid(text) == value
 
 
-@pytest.mark.parametrize(("value", "encoding", "text"), _encoding_params())
+@pytest.mark.parametrize(("value", "encoding", "text"), ENCODING_CASES)
 def test_format_vector(value: int, encoding: str, text: str) -> None:
     assert format_jobid(value, encoding) == text
 
 
-@pytest.mark.parametrize("value", _value_params())
+@pytest.mark.parametrize("value", VALUE_CASES)
 def test_parse_vector_int(value: int) -> None:
     assert parse_jobid(value) == value
     assert type(parse_jobid(value)) is int
 
 
-@pytest.mark.parametrize("value", _value_params())
+@pytest.mark.parametrize("value", VALUE_CASES)
 def test_format_default_is_f58(value: int) -> None:
     assert format_jobid(value) == format_jobid(value, "f58")
 
 
-@pytest.mark.parametrize(("text", "outcome"), _other_params())
+@pytest.mark.parametrize(("text", "outcome"), OTHER_CASES)
 def test_other_input(text: str, outcome: dict[str, Any]) -> None:
     if text == "ƒƒ123":
         # Deliberate divergence.  flux-core 0.88.0 accepts this (value 622407340) only
