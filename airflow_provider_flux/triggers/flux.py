@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -260,7 +260,7 @@ class FluxJobEventTrigger(BaseTrigger):
         )
 
 
-async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Any) -> Any:
+async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Callable[[Any], Any]) -> Any:
     """Send the request ``build(ti)`` about the trigger's task instance to the
     triggerer's supervisor; UNKNOWN_STATE when there is no answer."""
     ti = trigger.task_instance
@@ -269,22 +269,33 @@ async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Any) -> Any:
     try:
         from airflow.sdk.execution_time import task_runner
 
-        return await task_runner.SUPERVISOR_COMMS.asend(build(ti))
+        request = build(ti)
+        return await task_runner.SUPERVISOR_COMMS.asend(request)
     except Exception as err:  # no supervisor (tests), or an API change: say we cannot tell
         trigger.log.warning("cannot read the %s of task %s: %r", what, ti.task_id, err)
         return UNKNOWN_STATE
 
 
-async def _task_state(trigger: BaseTrigger) -> str | None:
-    """The live state of the trigger's task instance."""
+def _state_request(ti: Any) -> Any:
     from airflow.sdk.execution_time.comms import GetTaskStates
 
-    response = await _ask_supervisor(
-        trigger, "state",
-        lambda ti: GetTaskStates(
-            dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
-        ),
+    return GetTaskStates(
+        dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+    )
+
+
+def _jobid_request(ti: Any) -> Any:
+    from airflow.sdk.execution_time.comms import GetXCom
+
+    return GetXCom(
+        key="jobid", dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+        map_index=ti.map_index,
     )  # fmt: skip
+
+
+async def _task_state(trigger: BaseTrigger) -> str | None:
+    """The live state of the trigger's task instance."""
+    response = await _ask_supervisor(trigger, "state", _state_request)
     ti = trigger.task_instance
     if ti is None or response == UNKNOWN_STATE:
         return UNKNOWN_STATE
@@ -298,15 +309,7 @@ async def _task_state(trigger: BaseTrigger) -> str | None:
 
 async def _task_jobid(trigger: BaseTrigger) -> int | None:
     """The job ID in the XCom ``jobid`` of the trigger's task instance, if any."""
-    from airflow.sdk.execution_time.comms import GetXCom
-
-    response = await _ask_supervisor(
-        trigger, "XCom jobid",
-        lambda ti: GetXCom(
-            key="jobid", dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-            map_index=ti.map_index,
-        ),
-    )  # fmt: skip
+    response = await _ask_supervisor(trigger, "XCom jobid", _jobid_request)
     value = getattr(response, "value", None)
     if value is None:
         return None
