@@ -169,7 +169,7 @@ class Flux:
             try:
                 data = data[self._sock.send(data) :]
             except BlockingIOError:
-                select.select([], [self._sock], [])
+                _wait_for(self._sock, select.POLLOUT, None)
             except OSError as err:
                 self._connection_lost(err)
                 raise OSError(err.errno, err.strerror) from None
@@ -193,8 +193,7 @@ class Flux:
             return FLUX_POLLERR
         if self._inbox:
             return FLUX_POLLIN
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        return FLUX_POLLIN if readable else 0
+        return FLUX_POLLIN if _wait_for(self._sock, select.POLLIN, 0) else 0
 
     def received_messages(self) -> int:
         """Messages this handle has received so far (flux-core: ``flux_get_msgcounters``)."""
@@ -264,10 +263,8 @@ class Flux:
         """Move what the socket has into the inbox."""
         if self._lost is not None:
             raise OSError(self._lost.errno, self._lost.strerror)
-        if block:
-            readable, _, _ = select.select([self._sock], [], [], timeout)
-            if not readable:
-                raise OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+        if block and not _wait_for(self._sock, select.POLLIN, timeout):
+            raise OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
         while True:
             try:
                 data = self._sock.recv(1 << 16)
@@ -292,3 +289,10 @@ class Flux:
         futures, self._futures = list(self._futures.values()), {}
         for future in futures:
             future._deliver(protocol.error_response(future.matchtag, errnum, self._lost.strerror))
+
+
+def _wait_for(sock: socket.socket, events: int, timeout: float | None) -> bool:
+    """Wait until ``sock`` has ``events`` (poll(2): select() fails above fd 1023)."""
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))
