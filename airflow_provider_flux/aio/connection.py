@@ -230,8 +230,9 @@ class FluxConnection:
         if self.closed:
             return
         quiet_runs = 0
+        received = self._received()
         for _ in range(MAX_REACTOR_RUNS_PER_WAKEUP):
-            callbacks, received = self.callbacks, self._received()
+            callbacks, received_before = self.callbacks, received
             try:
                 with self.handle.in_reactor():
                     rc = self.handle.flux_reactor_run(self._reactor, self._nowait)
@@ -242,10 +243,11 @@ class FluxConnection:
             if rc < 0 or events & self._pollerr:
                 self._lose(errno.ECONNRESET, "the broker closed the connection")
                 return
+            received = self._received()
             quiet = (
                 not events & self._pollin
                 and self.callbacks == callbacks
-                and self._received() == received
+                and received == received_before
             )
             quiet_runs = quiet_runs + 1 if quiet else 0
             if quiet_runs == 2:
