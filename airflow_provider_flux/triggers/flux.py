@@ -262,10 +262,10 @@ class FluxJobEventTrigger(BaseTrigger):
 
 async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Callable[[Any], Any]) -> Any:
     """Send the request ``build(ti)`` about the trigger's task instance to the
-    triggerer's supervisor; UNKNOWN_STATE when there is no answer."""
+    triggerer's supervisor; None when there is no answer."""
     ti = trigger.task_instance
     if ti is None:
-        return UNKNOWN_STATE
+        return None
     try:
         from airflow.sdk.execution_time import task_runner
 
@@ -273,7 +273,7 @@ async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Callable[[Any]
         return await task_runner.SUPERVISOR_COMMS.asend(request)
     except Exception as err:  # no supervisor (tests), or an API change: say we cannot tell
         trigger.log.warning("cannot read the %s of task %s: %r", what, ti.task_id, err)
-        return UNKNOWN_STATE
+        return None
 
 
 def _state_request(ti: Any) -> Any:
@@ -297,7 +297,7 @@ async def _task_state(trigger: BaseTrigger) -> str | None:
     """The live state of the trigger's task instance."""
     response = await _ask_supervisor(trigger, "state", _state_request)
     ti = trigger.task_instance
-    if ti is None or response == UNKNOWN_STATE:
+    if ti is None or response is None:
         return UNKNOWN_STATE
     try:
         state = response.task_states[ti.run_id][ti.task_id]
