@@ -18,6 +18,9 @@ configure_airflow_home(AIRFLOW_HOME)
 from airflow_provider_flux.testing import SimulatedFlux  # noqa: E402
 from tests.flux_instances import FLUX, NO_FLUX_REASON, RealInstance, SimInstance  # noqa: E402
 
+# Set by .ci/run when it built Flux: then a missing flux fails the tests it would skip.
+REQUIRE_FLUX_VARIABLE = "AIRFLOW_PROVIDER_FLUX_REQUIRE_FLUX"
+
 # Every event loop the tests create runs in asyncio debug mode, which logs each
 # callback slower than 0.1 s; _fail_on_slow_callbacks turns those into failures.
 os.environ["PYTHONASYNCIODEBUG"] = "1"
@@ -25,6 +28,21 @@ os.environ["PYTHONASYNCIODEBUG"] = "1"
 
 def pytest_report_header() -> str:
     return f"real Flux: {FLUX}" if FLUX else f"real Flux: no ({NO_FLUX_REASON})"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests real Flux ran, and how many were skipped for lack of it."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if NO_FLUX_REASON in str(report.longrepr)
+    ]
+    where = f"real Flux {FLUX}" if FLUX else "no real Flux"
+    terminalreporter.write_line(
+        f"{where}: {len(skipped)} tests skipped for lack of Flux",
+        yellow=bool(skipped),
+        green=not skipped,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +63,8 @@ def sim() -> Iterator[SimulatedFlux]:
 @pytest.fixture(scope="session")
 def real_flux() -> Iterator[RealInstance]:
     if FLUX is None:
+        if os.environ.get(REQUIRE_FLUX_VARIABLE):
+            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
         pytest.skip(NO_FLUX_REASON)
     instance = RealInstance()
     yield instance
