@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_provider_flux.version_compat import AirflowException, AirflowFailException
 
 
 class FluxJobExceptionError(AirflowFailException):

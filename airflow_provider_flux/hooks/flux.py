@@ -7,12 +7,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
-
 from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
 from airflow_provider_flux.events import JobEvent, parse_eventlog
 from airflow_provider_flux.jobid import format_jobid
+from airflow_provider_flux.version_compat import AirflowNotFoundException, BaseHook
 
 
 def normalize_flux_uri(value: str | None) -> str | None:

@@ -11,9 +11,8 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import yaml
-from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
 from airflow_provider_flux.event_wait import EventWaitSpec
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.exceptions import FluxJobExceptionError
@@ -25,12 +24,12 @@ from airflow_provider_flux.jobspec import (
     jobspec_from_command,
     set_attribute,
 )
-from airflow_provider_flux.sensors.flux import default_deferrable, raise_for_failure
 from airflow_provider_flux.triggers.flux import (
     CANCEL_GRACE_SECONDS,
     REASON_TIMED_OUT,
     FluxJobEventTrigger,
 )
+from airflow_provider_flux.version_compat import AirflowFailException, BaseOperator, Context
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
 

@@ -57,20 +57,22 @@ def run_dag(
     dag_file: str | Path, dag_id: str, run_conf: dict[str, Any] | None = None
 ) -> DagTestResult:
     """Copy ``dag_file`` into the DAG folder and run ``dag_id`` with ``dag.test()``."""
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.models import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from airflow_provider_flux.version_compat import dag_bag_class
+
     dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     target = dags_folder / Path(dag_file).name
     shutil.copy(dag_file, target)
-    bag = DagBag(dag_folder=str(target))
+    bag = dag_bag_class()(dag_folder=str(target))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
     if dag is None:
         raise LookupError(f"no DAG {dag_id!r} in {dag_file}")
+    _serialize_if_new(bag, dag_id)
     run = dag.test(run_conf=run_conf)
     with create_session() as session:
         tis = session.query(TaskInstance).filter(
@@ -87,3 +89,22 @@ def run_dag(
             )
         }
     return DagTestResult(str(run.state), states, xcoms, tries)
+
+
+def _serialize_if_new(bag: Any, dag_id: str) -> None:
+    """Put a DAG seen for the first time into the database, in the DAG folder's bundle.
+
+    ``dag.test()`` needs the DAG serialized; from Airflow 3.1.8 on it does this
+    itself; 3.1.0 fails with "the dag is not serialized".
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dag_version import DagVersion
+    from airflow.utils.session import create_session
+
+    from airflow_provider_flux.version_compat import sync_dag_bag_to_db
+
+    if DagVersion.get_version(dag_id) is not None:
+        return
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    sync_dag_bag_to_db(bag, "dags-folder")

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
 from airflow_provider_flux.aio import (
     FluxConnectionError,
     FluxConnectionLost,
@@ -24,6 +22,11 @@ from airflow_provider_flux.event_wait import EventWaitSpec
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.version_compat import (
+    TRIGGER_ON_KILL_SUPPORTED,
+    BaseTrigger,
+    TriggerEvent,
+)
 
 # Why a wait failed, as carried in the trigger event's ``reason``.
 REASON_JOB_EXCEPTION = "job_exception"
@@ -40,6 +43,9 @@ CANCEL_GRACE_SECONDS = 60.0
 
 # A task state that could not be read (None is a state: that of a cleared task).
 UNKNOWN_STATE = "<unknown>"
+
+# How long a question to the triggerer's supervisor may take (it may be shutting down).
+SUPERVISOR_TIMEOUT_SECONDS = 10.0
 
 
 class FluxJobEventTrigger(BaseTrigger):
@@ -106,6 +112,7 @@ class FluxJobEventTrigger(BaseTrigger):
         self.cancel_reason = cancel_reason
         self.deadline = deadline
         self.spec = EventWaitSpec(event, self.match_context, raise_on_exception)
+        self._fired = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -128,6 +135,16 @@ class FluxJobEventTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the job when a user killed, cleared or marked the deferred task."""
+        await self._cancel_job_if_task_stopped()
+
+    async def cleanup(self) -> None:
+        """Before Airflow 3.3 the triggerer calls no ``on_kill``, only this, whatever
+        ended the trigger: a trigger stopped before it fired asks the task's state
+        and cancels the job as ``on_kill`` would."""
+        if not TRIGGER_ON_KILL_SUPPORTED and not self._fired:
+            await self._cancel_job_if_task_stopped()
+
+    async def _cancel_job_if_task_stopped(self) -> None:
         if not self.cancel_on_kill:
             return
         job = format_jobid(self.jobid)
@@ -139,7 +156,8 @@ class FluxJobEventTrigger(BaseTrigger):
             waiting_on = await self.task_jobid()
             if waiting_on is None or waiting_on == self.jobid:
                 # Still deferred on this job: the trigger is moving to another
-                # triggerer, where it goes on watching (apache/airflow#73454).
+                # triggerer (apache/airflow#73454), or, before Airflow 3.3, this
+                # triggerer is stopping; either way another one goes on watching.
                 self.log.info("job %s left running: the task is still deferred on it", job)
                 return
             # A new try of a cleared task waits on a job of its own.
@@ -162,6 +180,7 @@ class FluxJobEventTrigger(BaseTrigger):
         payload = await self._wait()
         log = self.log.info if payload["status"] == "success" else self.log.error
         log("%s", payload["message"])
+        self._fired = True
         yield TriggerEvent(payload)
 
     def _payload(self, status: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -270,7 +289,9 @@ async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Callable[[Any]
         from airflow.sdk.execution_time import task_runner
 
         request = build(ti)
-        return await task_runner.SUPERVISOR_COMMS.asend(request)
+        return await asyncio.wait_for(
+            task_runner.SUPERVISOR_COMMS.asend(request), SUPERVISOR_TIMEOUT_SECONDS
+        )
     except Exception as err:  # no supervisor (tests), or an API change: say we cannot tell
         trigger.log.warning("cannot read the %s of task %s: %r", what, ti.task_id, err)
         return None

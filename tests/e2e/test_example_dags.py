@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_flux.testing.dag_test import run_dag, use_flux_connection
+from airflow_provider_flux.version_compat import dag_bag_class
 from tests.flux_instances import FluxTestInstance
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "example_dags").glob("*.py"))
@@ -14,9 +15,7 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "example_dags").glob("*.py"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_dag_imports_without_errors(path: Path, airflow_db: str) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(path))
+    bag = dag_bag_class()(dag_folder=str(path))
     assert bag.import_errors == {}
     assert bag.dags, f"{path.name} defines no DAG"
 

@@ -9,7 +9,6 @@ import stat
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.operators.flux import (
@@ -20,6 +19,7 @@ from airflow_provider_flux.operators.flux import (
 from airflow_provider_flux.testing import SimulatedFlux, load_scenario
 from airflow_provider_flux.testing.bindings import Flux, job
 from airflow_provider_flux.testing.dag_test import use_flux_connection
+from airflow_provider_flux.version_compat import AirflowFailException
 
 
 def operator(**kwargs: Any) -> FluxSubmitJobOperator:

@@ -96,7 +96,7 @@ def test_missing_default_connection_means_the_default_instance(
 
 
 def test_missing_named_connection_is_an_error(airflow_db: str) -> None:
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow_provider_flux.version_compat import AirflowNotFoundException
 
     with pytest.raises(AirflowNotFoundException, match="no_such_flux_connection"):
         FluxHook("no_such_flux_connection").get_uri()

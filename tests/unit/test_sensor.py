@@ -7,8 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk import timezone
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
@@ -17,6 +15,7 @@ from airflow_provider_flux.exceptions import (
 )
 from airflow_provider_flux.sensors.flux import FluxJobEventSensor
 from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from airflow_provider_flux.version_compat import AirflowFailException, TaskDeferred, timezone
 
 
 def sensor(**kwargs: Any) -> FluxJobEventSensor:

@@ -7,19 +7,20 @@ import asyncio
 import errno
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
-from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_flux.aio import connection_stats
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
+from airflow_provider_flux.triggers import flux as triggers_module
 from airflow_provider_flux.triggers.flux import UNKNOWN_STATE, FluxJobEventTrigger
+from airflow_provider_flux.version_compat import TRIGGER_ON_KILL_SUPPORTED, TriggerEvent
 from tests.polling import broker_watchers
 from tests.semantics_table import CASES, Row, case_id
 
@@ -209,20 +210,31 @@ class TriggerSeeingState(FluxJobEventTrigger):
 OWN_JOB = -1  # stands for the trigger's own job ID in the cases below
 
 
-async def kill(
-    sim: SimulatedFlux, state: str | None, xcom_jobid: int | None = None, **kwargs: Any
-) -> list[str]:
-    jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
-    trigger = TriggerSeeingState(jobid, "clean", **kwargs)
-    trigger.state = state
-    trigger.xcom_jobid = jobid if xcom_jobid == OWN_JOB else xcom_jobid
-    await trigger.on_kill()
+async def exceptions_of(sim: SimulatedFlux, jobid: int) -> list[str]:
     await asyncio.sleep(0.3)
     lookup = await asyncio.to_thread(
         lambda: Flux(sim.uri).rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"]}).get()
     )
-    await asyncio.to_thread(sim.release, jobid)
     return [line for line in lookup["eventlog"].splitlines() if '"exception"' in line]
+
+
+async def kill(
+    sim: SimulatedFlux,
+    state: str | None,
+    xcom_jobid: int | None = None,
+    stop: Callable[[FluxJobEventTrigger], Awaitable[None]] = FluxJobEventTrigger.on_kill,
+    **kwargs: Any,
+) -> list[str]:
+    """Stop a trigger of a running job the way ``stop`` does, with the task in ``state``;
+    the job's exception events afterwards."""
+    jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
+    trigger = TriggerSeeingState(jobid, "clean", **kwargs)
+    trigger.state = state
+    trigger.xcom_jobid = jobid if xcom_jobid == OWN_JOB else xcom_jobid
+    await stop(trigger)
+    exceptions = await exceptions_of(sim, jobid)
+    await asyncio.to_thread(sim.release, jobid)
+    return exceptions
 
 
 @pytest.mark.parametrize("state", ["failed", "success", None])
@@ -258,6 +270,70 @@ async def test_kill_cancels_when_a_new_try_defers_on_another_job(
 
 async def test_kill_does_nothing_without_cancel_on_kill(flux_default: SimulatedFlux) -> None:
     assert await kill(flux_default, "failed") == []
+
+
+@pytest.mark.parametrize(
+    ("on_kill_supported", "cancels"),
+    [(True, 0), (False, 1)],
+    ids=["airflow-3.3-calls-on_kill", "older-airflow-calls-only-cleanup"],
+)
+async def test_cleanup_cancels_a_killed_task_s_job_only_where_airflow_has_no_on_kill(
+    flux_default: SimulatedFlux,
+    monkeypatch: pytest.MonkeyPatch,
+    on_kill_supported: bool,
+    cancels: int,
+) -> None:
+    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", on_kill_supported)
+    exceptions = await kill(
+        flux_default, "failed", stop=FluxJobEventTrigger.cleanup, cancel_on_kill=True
+    )
+    assert len(exceptions) == cancels
+
+
+@pytest.mark.parametrize(
+    ("state", "xcom_jobid"),
+    [("deferred", OWN_JOB), (UNKNOWN_STATE, None)],
+    ids=["triggerer-stopping-or-moving", "state-unknown"],
+)
+async def test_cleanup_without_on_kill_leaves_a_still_deferred_job_running(
+    flux_default: SimulatedFlux,
+    monkeypatch: pytest.MonkeyPatch,
+    state: str,
+    xcom_jobid: int | None,
+) -> None:
+    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", False)
+    exceptions = await kill(
+        flux_default, state, xcom_jobid, stop=FluxJobEventTrigger.cleanup, cancel_on_kill=True
+    )
+    assert exceptions == []
+
+
+async def test_cleanup_after_the_trigger_fired_leaves_the_job_alone(
+    flux_default: SimulatedFlux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", False)
+    jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="finish")
+    trigger = TriggerSeeingState(jobid, "start", cancel_on_kill=True)
+    trigger.state = "success"  # the task resumed and finished after the event
+    assert (await first_event(trigger))["status"] == "success"
+    await trigger.cleanup()
+    assert await exceptions_of(flux_default, jobid) == []
+    await asyncio.to_thread(flux_default.release, jobid)
+
+
+async def test_the_triggerer_s_kill_sequence_cancels_the_job_once(
+    flux_default: SimulatedFlux,
+) -> None:
+    """What this Airflow's triggerer calls on a kill: on_kill then cleanup (3.3 and
+    newer), cleanup alone before."""
+
+    async def triggerer_kills(trigger: FluxJobEventTrigger) -> None:
+        if TRIGGER_ON_KILL_SUPPORTED:
+            await trigger.on_kill()
+        await trigger.cleanup()
+
+    exceptions = await kill(flux_default, "failed", stop=triggerer_kills, cancel_on_kill=True)
+    assert len(exceptions) == 1
 
 
 async def test_task_state_and_jobid_are_unknown_outside_a_triggerer() -> None:

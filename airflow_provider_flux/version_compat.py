@@ -1,0 +1,107 @@
+"""Airflow names for every supported Airflow version (3.1 and newer), in one place.
+
+The rest of the provider imports Airflow's authoring names from here, never from
+Airflow directly, so that version differences stay in this module, as in Airflow's
+own providers:
+
+- 3.1 has the authoring classes in ``airflow.sdk`` but not yet the exceptions in
+  ``airflow.sdk.exceptions`` nor ``conf`` in ``airflow.sdk`` (both new in 3.2).
+- ``BaseTrigger.on_kill`` is new in 3.3: before it, the triggerer only calls
+  ``cleanup()``, whatever ended the trigger.
+- ``DagBag`` and ``sync_bag_to_db`` moved to ``airflow.dag_processing.dagbag`` in 3.2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow import __version__ as _airflow_version
+from airflow.sdk import (
+    BaseHook,
+    BaseOperator,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+    timezone,
+)
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from packaging.version import Version
+
+
+def get_base_airflow_version_tuple() -> tuple[int, int, int]:
+    """The running Airflow's version as (major, minor, micro), pre-release tags dropped."""
+    version = Version(_airflow_version)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_V_3_2_PLUS = get_base_airflow_version_tuple() >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
+
+# The triggerer calls ``BaseTrigger.on_kill`` when a deferred task is killed,
+# cleared or marked (3.3 and newer).
+TRIGGER_ON_KILL_SUPPORTED = AIRFLOW_V_3_3_PLUS
+
+if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk import conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowTaskTimeout,
+        TaskDeferred,
+    )
+else:
+    from airflow.configuration import conf
+    from airflow.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowTaskTimeout,
+        TaskDeferred,
+    )
+
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
+
+
+def dag_bag_class() -> type[DagBag]:
+    """Airflow's ``DagBag`` (imported on demand: it loads the ORM models)."""
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return DagBag
+
+
+def sync_dag_bag_to_db(bag: DagBag, bundle_name: str) -> None:
+    """Serialize the bag's DAGs into the metadata database, as the DAG processor does."""
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    else:
+        from airflow.models.dagbag import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+            sync_bag_to_db,
+        )
+    sync_bag_to_db(bag, bundle_name, None)
+
+
+__all__ = [
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "TRIGGER_ON_KILL_SUPPORTED",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowTaskTimeout",
+    "BaseHook",
+    "BaseOperator",
+    "BaseSensorOperator",
+    "BaseTrigger",
+    "Context",
+    "PokeReturnValue",
+    "TaskDeferred",
+    "TriggerEvent",
+    "conf",
+    "dag_bag_class",
+    "sync_dag_bag_to_db",
+    "timezone",
+]
