@@ -1,20 +1,38 @@
-# Sourced by the other scripts: a .venv with the package and its test extra,
-# rebuilt only when pyproject.toml changes, and flux-core's bindings on
-# PYTHONPATH when `flux` is on PATH.
+# Sourced by the other scripts: a .venv with the package and its test extra (the
+# newest Airflow its dependencies allow), rebuilt only when pyproject.toml changes,
+# and flux-core's Python bindings on PYTHONPATH when `flux` is on PATH.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-VENV="${AIRFLOW_PROVIDER_FLUX_VENV:-$ROOT/.venv}"
+# flux-core's bindings are compiled for one interpreter; build-flux-core uses this one too.
 PYTHON_BIN="$(command -v python3.11 || command -v python3)"
-STAMP="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [ ! -f "$STAMP" ]; then
-    echo "==> setting up $VENV (first run, or pyproject.toml changed)" >&2
-    "$PYTHON_BIN" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
-    rm -f "$VENV"/.installed-*
-    touch "$STAMP"
-fi
+
+# ensure_venv DIR PYTHON [CONSTRAINTS]: a virtualenv at DIR for PYTHON with the
+# package and its test extra installed (under CONSTRAINTS, a pip constraints file,
+# when given). Created once; made again only when pyproject.toml or CONSTRAINTS change.
+ensure_venv() {
+    local venv="$1" python="$2" constraints="${3:-}"
+    local inputs=(pyproject.toml)
+    [ -z "$constraints" ] || inputs+=("$constraints")
+    local stamp
+    stamp="$venv/.installed-$(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        echo "==> setting up $venv with $("$python" --version)${constraints:+ under $constraints}" >&2
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --upgrade pip
+        "$venv/bin/python" -m pip install --quiet -e ".[test]" ${constraints:+-c "$constraints"}
+        rm -f "$venv"/.installed-*
+        touch "$stamp"
+    fi
+}
+
+# airflow_version VENV: the Airflow version installed there.
+airflow_version() {
+    "$1/bin/python" -c "from importlib.metadata import version; print(version('apache-airflow'))"
+}
+
+VENV="${AIRFLOW_PROVIDER_FLUX_VENV:-$ROOT/.venv}"
+ensure_venv "$VENV" "$PYTHON_BIN"
 export PATH="$VENV/bin:$PATH"
 if command -v flux >/dev/null 2>&1; then
     FLUX_PYTHONPATH="$(flux config builtin python_path)"

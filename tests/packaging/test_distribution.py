@@ -11,6 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from airflow_provider_flux import __version__
 
@@ -57,3 +60,32 @@ def test_the_sdist_holds_the_license_and_the_changelog(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.rst", "README.md", "pyproject.toml"} <= names
+
+
+def test_the_declared_airflow_range_starts_at_the_lowest_version_ci_tests(dist: Path) -> None:
+    """pip refuses any Airflow below the one the lowest-version tests run on."""
+    (wheel,) = dist.glob("*.whl")
+    info = f"airflow_provider_flux-{__version__}.dist-info"
+    metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
+    requirements = [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    (airflow,) = [r for r in requirements if r.name == "apache-airflow" and r.marker is None]
+    pins = (ROOT / "tests/constraints/airflow-lowest.txt").read_text().splitlines()
+    (lowest,) = [line.split("==")[1] for line in pins if line.startswith("apache-airflow==")]
+    assert airflow.specifier.contains(lowest)
+    major, minor, micro = Version(lowest).release
+    below = f"{major}.{minor}.{micro - 1}" if micro else f"{major}.{minor - 1}.99"
+    assert not airflow.specifier.contains(below)
+    assert not airflow.specifier.contains("3.0.6")
+    requires_python = next(
+        line.split(":", 1)[1].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Python:")
+    )
+    tested = SpecifierSet(requires_python)
+    assert all(tested.contains(f"3.{minor}.0") for minor in (10, 11, 12, 13))
+    assert not tested.contains("3.9.0")
+    assert not tested.contains("3.14.0")  # untested: these machines have no Python 3.14
