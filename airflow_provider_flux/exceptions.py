@@ -35,5 +35,9 @@ class FluxJobNotFoundError(AirflowFailException):
     """The job, or its eventlog, does not exist, or is not the caller's to read."""
 
 
+class FluxInvalidWaitError(AirflowFailException, ValueError):
+    """The task's arguments do not describe a wait Flux can serve (a retry would not help)."""
+
+
 class FluxConnectionFailedError(AirflowException):
     """The Flux instance could not be reached; a retry may succeed."""

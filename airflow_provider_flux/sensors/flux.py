@@ -7,10 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
-from airflow_provider_flux.event_wait import EventWaitSpec
+from airflow_provider_flux.event_wait import EventWaitSpec, resolve_eventlog
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
+    FluxInvalidWaitError,
     FluxJobExceptionError,
     FluxJobNotFoundError,
 )
@@ -39,10 +40,12 @@ class FluxJobEventSensor(BaseSensorOperator):
     :param jobid: the job ID, any Flux encoding (templated: e.g. from an upstream XCom).
     :param event: the event to wait for (templated): ``alloc``, ``start``, ``finish``,
         ``clean``, ``exception``; in ``guest.exec.eventlog``: ``shell.start``, ``complete``.
-    :param eventlog: ``eventlog`` (default) or a guest eventlog path (templated).
+    :param eventlog: ``eventlog`` (default), a guest eventlog path, or a short name as
+        ``flux job wait-event -p`` takes: ``exec``, ``output``, ``input`` (templated).
     :param flux_conn_id: the ``flux`` Airflow connection.
     :param match_context: key/values the event's context must contain (templated).
     :param raise_on_exception: fail on a fatal job exception before the event.
+    :param count: wait for the ``count``-th matching event (``flux job wait-event --count``).
     :param waitcreate: wait for a guest eventlog that does not exist yet (deferrable mode).
     :param deferrable: defer to the triggerer (default True; see :func:`default_deferrable`).
     """
@@ -60,6 +63,7 @@ class FluxJobEventSensor(BaseSensorOperator):
         match_context: Mapping[str, Any] | None = None,
         raise_on_exception: bool = True,
         waitcreate: bool = False,
+        count: int = 1,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -71,10 +75,23 @@ class FluxJobEventSensor(BaseSensorOperator):
         self.match_context = dict(match_context or {})
         self.raise_on_exception = raise_on_exception
         self.waitcreate = waitcreate
+        self.count = count
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def _spec(self) -> EventWaitSpec:
-        return EventWaitSpec(self.event, self.match_context, self.raise_on_exception)
+        """The wait, once the templated fields are rendered; bad ones fail without retry."""
+        try:
+            return EventWaitSpec(
+                self.event, self.match_context, self.raise_on_exception, self.count
+            )
+        except ValueError as err:
+            raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
+
+    def _eventlog(self) -> str:
+        try:
+            return resolve_eventlog(self.eventlog)
+        except ValueError as err:
+            raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
 
     def _validated_jobid(self) -> int:
         try:
@@ -84,21 +101,21 @@ class FluxJobEventSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         jobid = self._validated_jobid()
-        self._spec()  # bad event or match_context fails here, before deferring
+        # Bad input fails here, before deferring.
+        spec, eventlog = self._spec(), self._eventlog()
         if not self.deferrable:
             return super().execute(context)
-        self.log.info(
-            "deferring until %s of Flux job %s", self._spec().describe(), format_jobid(jobid)
-        )
+        self.log.info("deferring until %s of Flux job %s", spec.describe(), format_jobid(jobid))
         self.defer(
             trigger=FluxJobEventTrigger(
                 jobid=jobid,
                 event=self.event,
-                eventlog=self.eventlog,
+                eventlog=eventlog,
                 flux_conn_id=self.flux_conn_id,
                 match_context=self.match_context,
                 raise_on_exception=self.raise_on_exception,
                 waitcreate=self.waitcreate,
+                count=self.count,
             ),
             method_name="execute_complete",
             timeout=self._time_left(context),
@@ -121,22 +138,23 @@ class FluxJobEventSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
+        spec, eventlog = self._spec(), self._eventlog()
         hook = FluxHook(self.flux_conn_id)
         try:
-            events, complete = hook.read_eventlog(jobid, self.eventlog)
+            events, complete = hook.read_eventlog(jobid, eventlog)
         except FileNotFoundError as err:
             raise FluxJobNotFoundError(str(err)) from err
         except PermissionError as err:
             raise FluxJobNotFoundError(str(err)) from err
         except OSError as err:
             raise FluxConnectionFailedError(str(err)) from err
-        result = self._spec().judge_eventlog(events, complete)
+        result = spec.judge_eventlog(events, complete)
         if result is None:
             return False
         job = format_jobid(jobid)
         if result.verdict == "matched":
             assert result.event is not None
-            self.log.info("job %s: %s happened", job, self._spec().describe())
+            self.log.info("job %s: %s happened", job, spec.describe())
             value = {**result.event.to_dict(), "jobid": jobid, "job": job}
             return PokeReturnValue(is_done=True, xcom_value=value)
         if result.verdict == "job_exception":
@@ -144,10 +162,10 @@ class FluxJobEventSensor(BaseSensorOperator):
             ctx = result.event.context
             raise FluxJobExceptionError(
                 f"job {job}: fatal exception type={ctx.get('type')} before "
-                f"{self._spec().describe()}: {ctx.get('note') or '(no note)'}",
+                f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
                 jobid,
                 result.event.to_dict(),
             )
         raise FluxEventNeverHappenedError(
-            f"job {job}: eventlog ended before event='{self.event}' (eventlog {self.eventlog!r})"
+            f"job {job}: eventlog ended before {spec.describe()} (eventlog {eventlog!r})"
         )

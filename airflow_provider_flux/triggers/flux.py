@@ -18,7 +18,7 @@ from airflow_provider_flux.aio import (
 )
 from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS
 from airflow_provider_flux.aio.watch import Reconnect
-from airflow_provider_flux.event_wait import EventWaitSpec
+from airflow_provider_flux.event_wait import EventWaitSpec, resolve_eventlog
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
@@ -64,10 +64,12 @@ class FluxJobEventTrigger(BaseTrigger):
 
     :param jobid: the job ID, in any encoding Flux accepts.
     :param event: the event name to wait for (``start``, ``finish``, ``clean``, ...).
-    :param eventlog: ``eventlog``, or a guest eventlog such as ``guest.exec.eventlog``.
+    :param eventlog: ``eventlog``, a guest eventlog such as ``guest.exec.eventlog``, or
+        a short name as ``flux job wait-event -p`` takes: ``exec``, ``output``, ``input``.
     :param flux_conn_id: the ``flux`` Airflow connection of the instance.
     :param match_context: key/values the event's context must contain.
     :param raise_on_exception: fail on a fatal job exception before the event.
+    :param count: wait for the ``count``-th matching event (``flux job wait-event --count``).
     :param waitcreate: wait for a guest eventlog that does not exist yet.
     :param reconnect_attempts: reconnections in a row after a lost connection.
     :param include_events: names of events to carry, every occurrence before the end
@@ -97,11 +99,12 @@ class FluxJobEventTrigger(BaseTrigger):
         cancel_on_kill: bool = False,
         cancel_reason: str | None = None,
         deadline: float | None = None,
+        count: int = 1,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         self.jobid = parse_jobid(jobid)
         self.event = event
-        self.eventlog = eventlog
+        self.eventlog = resolve_eventlog(eventlog)
         self.flux_conn_id = flux_conn_id
         self.match_context = dict(match_context or {})
         self.raise_on_exception = raise_on_exception
@@ -111,7 +114,8 @@ class FluxJobEventTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.cancel_reason = cancel_reason
         self.deadline = deadline
-        self.spec = EventWaitSpec(event, self.match_context, raise_on_exception)
+        self.count = count
+        self.spec = EventWaitSpec(event, self.match_context, raise_on_exception, count)
         self._fired = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -130,6 +134,7 @@ class FluxJobEventTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "cancel_reason": self.cancel_reason,
                 "deadline": self.deadline,
+                "count": self.count,
             },
         )
 
@@ -237,13 +242,14 @@ class FluxJobEventTrigger(BaseTrigger):
             waitcreate=self.waitcreate,
             reconnect=Reconnect(attempts=self.reconnect_attempts),
         )
+        wait = self.spec.start()
         try:
             async with aclosing(events) as stream:
                 async for event in stream:
                     self.log.debug("job %s: %s %s", job, event.name, event.context)
                     if event.name in self.include_events:
                         self._included.append(event)
-                    verdict = self.spec.judge(event)
+                    verdict = wait.feed(event)
                     if verdict == "matched":
                         return self._payload(
                             "success",
@@ -273,7 +279,7 @@ class FluxJobEventTrigger(BaseTrigger):
             )
         return self._payload(
             "error",
-            f"job {job}: eventlog ended before event='{self.event}' (eventlog {self.eventlog!r})",
+            f"job {job}: eventlog ended before {self.spec.describe()} (eventlog {self.eventlog!r})",
             reason=REASON_EVENTLOG_ENDED,
             errno=errno.ENODATA,
         )

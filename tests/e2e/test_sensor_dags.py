@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_flux.testing.dag_test import DagTestResult, run_dag, use_flux_connection
-from tests.flux_instances import FluxTestInstance
+from tests.flux_instances import FluxTestInstance, RealInstance
 
 DAGS = Path(__file__).parent / "dags" / "flux_sensor_dags.py"
 
@@ -159,3 +159,56 @@ def test_templated_job_id_from_an_upstream_task(instance: FluxTestInstance) -> N
     result = run_dag(DAGS, "flux_wait_upstream_jobid")
     assert result.task_states == {"submit": "success", "wait": "success"}
     assert result.xcoms["wait"]["jobid"] == result.xcoms["submit"]
+
+
+def wait_event_cli(instance: FluxTestInstance, *args: str) -> tuple[int, str]:
+    """``flux job wait-event ARGS`` on a real instance: its exit code and stderr."""
+    assert isinstance(instance, RealInstance)
+    done = instance.instance.run("job", "wait-event", "-t", "60", *args, check=False)
+    return done.returncode, done.stderr.strip()
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait", "flux_wait_poke"])
+def test_exec_is_the_short_name_of_the_guest_exec_eventlog(
+    instance: FluxTestInstance, dag_id: str
+) -> None:
+    jobid = instance.completed_job()
+    result = run(dag_id, jobid=jobid, event="shell.start", eventlog="exec")
+    assert result.task_states["wait"] == "success"
+    assert result.xcoms["wait"]["name"] == "shell.start"
+    if instance.kind == "real":
+        assert wait_event_cli(instance, "-p", "exec", str(jobid), "shell.start")[0] == 0
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait_second", "flux_wait_second_poke"])
+def test_count_2_of_an_event_that_happens_once_ends_as_wait_event_count_2(
+    instance: FluxTestInstance, dag_id: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.completed_job()
+    result = run(dag_id, jobid=jobid, event="start")
+    assert result.task_states == {"wait": "failed", "downstream": "upstream_failed"}
+    assert result.tries["wait"] == 1  # the eventlog has ended: no retry
+    assert "eventlog ended before event='start' (occurrence 2)" in printed(capfd)
+    if instance.kind == "real":
+        code, stderr = wait_event_cli(instance, "--count=2", str(jobid), "start")
+        assert code != 0
+        assert "event 'start' never received" in stderr
+
+
+def test_count_2_of_an_event_that_happens_twice_is_the_second(instance: FluxTestInstance) -> None:
+    jobid = instance.completed_job()
+    events = run("flux_wait_second", jobid=jobid, event="data", eventlog="output")
+    assert events.task_states["wait"] == "success"
+    first = run("flux_wait", jobid=jobid, event="data", eventlog="output")
+    assert events.xcoms["wait"]["timestamp"] > first.xcoms["wait"]["timestamp"]
+
+
+def test_an_eventlog_that_is_a_job_key_fails_at_once(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobid = instance.running_job()
+    result = run("flux_wait", jobid=jobid, event="start", eventlog="R")
+    instance.finish(jobid)
+    assert result.task_states == {"wait": "failed", "downstream": "upstream_failed"}
+    assert result.tries["wait"] == 1
+    assert "eventlog 'R' is not an eventlog of a job" in printed(capfd)

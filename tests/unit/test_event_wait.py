@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.event_wait import EventWaitSpec, context_value_matches
+from airflow_provider_flux.event_wait import (
+    EventWaitSpec,
+    context_value_matches,
+    resolve_eventlog,
+)
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.testing import load_scenario, scenario_names
 from tests.semantics_table import CASES, Row, case_id
@@ -71,3 +75,75 @@ def test_bad_event_name_is_refused(bad: Any) -> None:
 def test_bad_match_context_is_refused() -> None:
     with pytest.raises(ValueError, match="match_context must be a mapping"):
         EventWaitSpec("finish", ["status"])  # type: ignore[arg-type]
+
+
+def recorded(scenario: str, eventlog: str = "eventlog") -> list[JobEvent]:
+    return [JobEvent.from_flux(e) for e in load_scenario(scenario).eventlogs[eventlog]]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "eventlog", "event", "match", "count", "verdict", "timestamp_index"),
+    [
+        # urgency-hold-release has two priority events (submit at urgency 0, then released).
+        ("urgency-hold-release", "eventlog", "priority", {}, 1, "matched", 0),
+        ("urgency-hold-release", "eventlog", "priority", {}, 2, "matched", 1),
+        ("urgency-hold-release", "eventlog", "priority", {}, 3, "eventlog_ended", None),
+        # An event that happens once: --count=2 never comes, as `flux job wait-event`.
+        ("success", "eventlog", "start", {}, 2, "eventlog_ended", None),
+        ("success", "guest.output", "data", {}, 2, "matched", 1),
+        ("success", "guest.output", "data", {"stream": "stdout"}, 1, "matched", 0),
+        # A fatal exception before the second match fails the wait.
+        ("cancel-running", "eventlog", "alloc", {}, 2, "job_exception", None),
+    ],
+)
+def test_count_waits_for_the_nth_matching_event(
+    scenario: str,
+    eventlog: str,
+    event: str,
+    match: dict[str, Any],
+    count: int,
+    verdict: str,
+    timestamp_index: int | None,
+) -> None:
+    events = recorded(scenario, eventlog)
+    result = EventWaitSpec(event, match, count=count).judge_eventlog(events, complete=True)
+    assert result is not None
+    assert result.verdict == verdict
+    if timestamp_index is not None:
+        matching = [e for e in events if EventWaitSpec(event, match).matches(e)]
+        assert result.event == matching[timestamp_index]
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "2", 1.5])
+def test_count_below_one_or_not_a_whole_number_is_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="count must be a whole number of at least 1"):
+        EventWaitSpec("start", count=bad)
+
+
+def test_count_shows_in_the_description() -> None:
+    assert EventWaitSpec("data", count=3).describe() == "event='data' (occurrence 3)"
+    assert EventWaitSpec("data").describe() == "event='data'"
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("eventlog", "eventlog"),
+        ("exec", "guest.exec.eventlog"),
+        ("output", "guest.output"),
+        ("input", "guest.input"),
+        ("guest.exec.eventlog", "guest.exec.eventlog"),
+        ("guest.my.own.log", "guest.my.own.log"),
+    ],
+)
+def test_eventlog_names_mean_what_flux_job_wait_event_p_reads(name: str, path: str) -> None:
+    assert resolve_eventlog(name) == path
+
+
+@pytest.mark.parametrize("key", ["R", "jobspec", "J", "guest.", "", "Eventlog", "exec.eventlog"])
+def test_job_keys_that_are_not_eventlogs_are_refused(key: str) -> None:
+    with pytest.raises(ValueError, match=f"eventlog {key!r} is not an eventlog of a job") as caught:
+        resolve_eventlog(key)
+    message = str(caught.value)
+    for accepted in ("'eventlog'", "guest.exec.eventlog", "'exec'", "'output'", "'input'"):
+        assert accepted in message

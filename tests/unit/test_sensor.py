@@ -28,7 +28,7 @@ def context(started_seconds_ago: float) -> Any:
 
 
 def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
-    task = sensor(timeout=600, match_context={"status": 0}, eventlog="guest.exec.eventlog")
+    task = sensor(timeout=600, match_context={"status": 0}, eventlog="exec", count=2)
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context(started_seconds_ago=100))
     trigger = deferred.value.trigger
@@ -38,6 +38,7 @@ def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
         "flux_conn_id": "flux_default", "match_context": {"status": 0},
         "raise_on_exception": True, "waitcreate": False, "reconnect_attempts": 5,
         "include_events": [], "cancel_on_kill": False, "cancel_reason": None, "deadline": None,
+        "count": 2,
     }  # fmt: skip
     assert deferred.value.method_name == "execute_complete"
     left = deferred.value.timeout.total_seconds()
@@ -66,6 +67,23 @@ def test_bad_job_id_fails_before_deferring(jobid: Any) -> None:
 def test_bad_event_fails_before_deferring() -> None:
     with pytest.raises(ValueError, match="event must be a non-empty event name"):
         sensor(event=" ").execute(context(0))
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "poke"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eventlog": "R"}, "eventlog 'R' is not an eventlog of a job: expected 'eventlog'"),
+        ({"eventlog": "jobspec"}, "eventlog 'jobspec' is not an eventlog of a job"),
+        ({"count": 0}, "count must be a whole number of at least 1, not 0"),
+    ],
+)
+def test_what_cannot_be_waited_on_fails_at_once_without_retry(
+    kwargs: dict[str, Any], message: str, deferrable: bool
+) -> None:
+    task = sensor(deferrable=deferrable, flux_conn_id="no_such_connection", **kwargs)
+    with pytest.raises(AirflowFailException, match=message):
+        task.execute(context(0))
 
 
 def test_execute_complete_returns_the_event() -> None:

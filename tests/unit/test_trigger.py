@@ -55,6 +55,7 @@ def test_serialize_round_trips() -> None:
         cancel_on_kill=True,
         cancel_reason="killed",
         deadline=1800000000.5,
+        count=3,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -71,8 +72,22 @@ def test_serialize_round_trips() -> None:
         "cancel_on_kill": True,
         "cancel_reason": "killed",
         "deadline": 1800000000.5,
+        "count": 3,
     }
     assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_short_eventlog_names_are_stored_as_their_paths() -> None:
+    assert FluxJobEventTrigger(1, "shell.start", eventlog="exec").eventlog == "guest.exec.eventlog"
+    assert FluxJobEventTrigger(1, "data", eventlog="output").serialize()[1]["eventlog"] == (
+        "guest.output"
+    )
+
+
+@pytest.mark.parametrize("key", ["R", "jobspec", "J"])
+def test_keys_that_are_not_eventlogs_are_refused_when_built(key: str) -> None:
+    with pytest.raises(ValueError, match=f"eventlog '{key}' is not an eventlog of a job"):
+        FluxJobEventTrigger(1, "start", eventlog=key)
 
 
 def test_bad_job_id_is_refused_when_built() -> None:

@@ -39,6 +39,8 @@ wait_dag("flux_wait_soft_fail", soft_fail=True)
 wait_dag("flux_wait_no_raise", raise_on_exception=False)
 wait_dag("flux_wait_poke", deferrable=False, poke_interval=0.2, timeout=60)
 wait_dag("flux_wait_poke_timeout", deferrable=False, poke_interval=0.2, timeout=1)
+wait_dag("flux_wait_second", count=2)
+wait_dag("flux_wait_second_poke", count=2, deferrable=False, poke_interval=0.2, timeout=60)
 
 with DAG("flux_wait_upstream_jobid", schedule=None, start_date=START, catchup=False):
 
