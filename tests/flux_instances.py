@@ -25,6 +25,8 @@ class FluxTestInstance(Protocol):
     def completed_job(self) -> int: ...
     def running_job(self) -> int: ...
     def pending_job(self) -> int: ...
+    def pending_jobs(self, count: int) -> list[int]: ...
+    def release(self, jobid: int) -> None: ...
     def finish(self, jobid: int) -> None: ...
     def cancel(self, jobid: int, note: str) -> None: ...
     def raise_exception(self, jobid: int, type: str, severity: int, note: str) -> None: ...
@@ -52,6 +54,13 @@ class SimInstance:
 
     def pending_job(self) -> int:
         return self.sim.submit("success", hold_before="alloc")
+
+    def pending_jobs(self, count: int) -> list[int]:
+        return [self.pending_job() for _ in range(count)]
+
+    def release(self, jobid: int) -> None:
+        """Let a pending job run to its end."""
+        self.sim.release(jobid)
 
     def finish(self, jobid: int) -> None:
         self.sim.release(jobid)
@@ -99,6 +108,15 @@ class RealInstance:
 
     def pending_job(self) -> int:
         return self._submit("--urgency=hold", "true")
+
+    def pending_jobs(self, count: int) -> list[int]:
+        """Held jobs, submitted as one array (``flux submit --cc``)."""
+        out = self._flux("submit", f"--cc=1-{count}", "--urgency=hold", "true")
+        return [int(self._flux("job", "id", "--to=dec", line)) for line in out.split()]
+
+    def release(self, jobid: int) -> None:
+        """Let a pending job run to its end."""
+        self._flux("job", "urgency", str(jobid), "default")
 
     def finish(self, jobid: int) -> None:
         self._flags[jobid].touch()

@@ -7,7 +7,8 @@ import errno
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from airflow_provider_flux.aio import (
     FluxConnectionError,
@@ -18,10 +19,16 @@ from airflow_provider_flux.aio import (
 )
 from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS
 from airflow_provider_flux.aio.watch import Reconnect
-from airflow_provider_flux.event_wait import EventWaitSpec, resolve_eventlog
+from airflow_provider_flux.event_wait import (
+    WAIT_FOR_ALL,
+    EnsembleRule,
+    EventWaitSpec,
+    resolve_eventlog,
+)
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.jobids import pack_jobids, parse_jobids
 from airflow_provider_flux.version_compat import (
     TRIGGER_ON_KILL_SUPPORTED,
     BaseTrigger,
@@ -35,6 +42,8 @@ REASON_NOT_FOUND = "not_found"
 REASON_PERMISSION = "permission"
 REASON_CONNECTION = "connection"
 REASON_ERROR = "error"
+# A wait on many jobs failed: more of them failed than it tolerates.
+REASON_JOBS_FAILED = "jobs_failed"
 REASON_TIMED_OUT = "timed_out"
 
 # After cancelling a job at its deadline, how long to wait for it to end (its
@@ -46,6 +55,11 @@ UNKNOWN_STATE = "<unknown>"
 
 # How long a question to the triggerer's supervisor may take (it may be shutting down).
 SUPERVISOR_TIMEOUT_SECONDS = 10.0
+
+# Above this many jobs, a trigger's serialized form packs their IDs (jobids.pack_jobids).
+PACK_JOBIDS_ABOVE = 16
+# Failed jobs named in a message, at most.
+FAILURES_SHOWN = 10
 
 
 class FluxJobEventTrigger(BaseTrigger):
@@ -235,54 +249,283 @@ class FluxJobEventTrigger(BaseTrigger):
     async def _watch(self, uri: str | None, job: str) -> dict[str, Any]:
         """Watch until the wait has an outcome; its trigger event payload."""
         self._included.clear()
-        events = watch(
-            self.jobid,
-            self.eventlog,
-            uri=uri,
-            waitcreate=self.waitcreate,
-            reconnect=Reconnect(attempts=self.reconnect_attempts),
+
+        def seen(event: JobEvent) -> None:
+            self.log.debug("job %s: %s %s", job, event.name, event.context)
+            if event.name in self.include_events:
+                self._included.append(event)
+
+        outcome = await wait_on_job(
+            self.spec, self.jobid, self.eventlog, uri=uri, waitcreate=self.waitcreate,
+            reconnect=Reconnect(attempts=self.reconnect_attempts), log=self.log, seen=seen,
+        )  # fmt: skip
+        if outcome.reason is None:
+            return self._payload("success", outcome.message, event=outcome.event_dict())
+        extra: dict[str, Any] = {}
+        if outcome.event is not None:
+            extra["event"] = outcome.event_dict()
+        if outcome.errno is not None:
+            extra["errno"] = outcome.errno
+        return self._payload("error", outcome.message, reason=outcome.reason, **extra)
+
+
+class FluxJobsEventTrigger(BaseTrigger):
+    """Fires once when a wait on many jobs is decided, on one shared connection.
+
+    Each job is waited on as :class:`FluxJobEventTrigger` waits on one (the same
+    ``event``, ``eventlog``, ``match_context``, ``raise_on_exception`` and ``count``);
+    a job *fails* when its wait does (a fatal exception, an eventlog that ends without
+    the event, a job that cannot be read). The wait is over as soon as ``wait_for`` is
+    decided (:class:`~airflow_provider_flux.event_wait.EnsembleRule`), and the watches
+    still open are then cancelled on the broker.
+
+    The event payload has ``status``, ``message``, ``matched``, ``failed``, ``pending``
+    (counts), ``reason`` on errors (``connection`` if a job's watch lost the instance,
+    else ``jobs_failed``), and ``jobs``: one entry per job, in the order given, with
+    ``jobid``, ``outcome`` (``matched``, why it failed, or ``pending``: undecided when
+    the wait ended), ``event`` (the match or the fatal exception) and ``message``.
+
+    :param jobids: the jobs, in any encoding Flux accepts (a list, or text:
+        a JSON list, or IDs separated by commas or white space).
+    :param event: the event name to wait for on each job.
+    :param eventlog: as for :class:`FluxJobEventTrigger`.
+    :param flux_conn_id: the ``flux`` Airflow connection of the instance.
+    :param match_context: key/values the event's context must contain.
+    :param raise_on_exception: a fatal job exception before the event fails the job.
+    :param count: wait for the ``count``-th matching event of each job.
+    :param waitcreate: wait for guest eventlogs that do not exist yet.
+    :param wait_for: ``"all"``, ``"any"``, or a number N: at least N jobs.
+    :param max_failures: how many jobs may fail before the wait fails.
+    :param reconnect_attempts: reconnections in a row after a lost connection.
+    """
+
+    def __init__(
+        self,
+        jobids: Sequence[int | str] | str,
+        event: str,
+        eventlog: str = "eventlog",
+        flux_conn_id: str = FluxHook.default_conn_name,
+        match_context: Mapping[str, Any] | None = None,
+        raise_on_exception: bool = True,
+        count: int = 1,
+        waitcreate: bool = False,
+        wait_for: str | int = WAIT_FOR_ALL,
+        max_failures: int = 0,
+        reconnect_attempts: int = 5,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
+        self.jobids = parse_jobids(jobids)
+        self.event = event
+        self.eventlog = resolve_eventlog(eventlog)
+        self.flux_conn_id = flux_conn_id
+        self.match_context = dict(match_context or {})
+        self.raise_on_exception = raise_on_exception
+        self.count = count
+        self.waitcreate = waitcreate
+        self.wait_for = wait_for
+        self.max_failures = max_failures
+        self.reconnect_attempts = reconnect_attempts
+        self.spec = EventWaitSpec(event, self.match_context, raise_on_exception, count)
+        self.rule = EnsembleRule(wait_for, max_failures, len(self.jobids))
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        jobids: list[int] | str = self.jobids
+        if len(self.jobids) > PACK_JOBIDS_ABOVE:
+            jobids = pack_jobids(self.jobids)  # one trigger row, even at 10,000 jobs
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "jobids": jobids,
+                "event": self.event,
+                "eventlog": self.eventlog,
+                "flux_conn_id": self.flux_conn_id,
+                "match_context": self.match_context,
+                "raise_on_exception": self.raise_on_exception,
+                "count": self.count,
+                "waitcreate": self.waitcreate,
+                "wait_for": self.wait_for,
+                "max_failures": self.max_failures,
+                "reconnect_attempts": self.reconnect_attempts,
+            },
         )
-        wait = self.spec.start()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        payload = await self._wait()
+        log = self.log.info if payload["status"] == "success" else self.log.error
+        log("%s", payload["message"])
+        yield TriggerEvent(payload)
+
+    async def _wait(self) -> dict[str, Any]:
         try:
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    self.log.debug("job %s: %s %s", job, event.name, event.context)
-                    if event.name in self.include_events:
-                        self._included.append(event)
-                    verdict = wait.feed(event)
-                    if verdict == "matched":
-                        return self._payload(
-                            "success",
-                            f"job {job}: {self.spec.describe()} happened",
-                            event=event.to_dict(),
-                        )
-                    if verdict == "job_exception":
-                        ctx = event.context
-                        return self._payload(
-                            "error",
-                            f"job {job}: fatal exception type={ctx.get('type')} before "
-                            f"{self.spec.describe()}: {ctx.get('note') or '(no note)'}",
-                            reason=REASON_JOB_EXCEPTION,
-                            event=event.to_dict(),
-                        )
-                    if event.name == "exception":
-                        # Not the end of the wait: non-fatal, or raise_on_exception is off.
-                        self.log.info(
-                            "job %s: %s exception type=%s severity=%s: %s",
-                            job, "fatal" if event.is_fatal_exception else "non-fatal",
-                            event.context.get("type"), event.context.get("severity"),
-                            event.context.get("note"),
-                        )  # fmt: skip
-        except FluxWatchError as err:
+            uri = await FluxHook(self.flux_conn_id).aget_uri()
+        except Exception as err:
             return self._payload(
-                "error", str(err.strerror), reason=_reason_for(err), errno=err.errno
+                "failure", {}, f"cannot read Flux connection {self.flux_conn_id!r}: {err}"
             )
-        return self._payload(
-            "error",
-            f"job {job}: eventlog ended before {self.spec.describe()} (eventlog {self.eventlog!r})",
-            reason=REASON_EVENTLOG_ENDED,
-            errno=errno.ENODATA,
+        self.log.info(
+            "waiting for %s of %s (%s)", self.spec.describe(), self.rule.describe(), self.eventlog
         )
+        decided: asyncio.Queue[tuple[int, JobOutcome]] = asyncio.Queue()
+        reconnect = Reconnect(attempts=self.reconnect_attempts)
+
+        async def wait_on(jobid: int) -> None:
+            try:
+                outcome = await wait_on_job(
+                    self.spec, jobid, self.eventlog, uri=uri, waitcreate=self.waitcreate,
+                    reconnect=reconnect, log=self.log,
+                )  # fmt: skip
+            except Exception as err:  # a bug must not leave the wait hanging
+                outcome = JobOutcome(REASON_ERROR, None, f"job {format_jobid(jobid)}: {err!r}")
+            decided.put_nowait((jobid, outcome))
+
+        tasks = [asyncio.create_task(wait_on(jobid)) for jobid in self.jobids]
+        outcomes: dict[int, JobOutcome] = {}
+        matched = failed = 0
+        try:
+            while True:
+                jobid, outcome = await decided.get()
+                outcomes[jobid] = outcome
+                if outcome.reason is None:
+                    matched += 1
+                    self.log.debug("%s", outcome.message)
+                else:
+                    failed += 1
+                    self.log.warning("%s", outcome.message)
+                decision = self.rule.decide(matched, failed)
+                if decision is not None:
+                    return self._payload(decision, outcomes)
+        finally:
+            for task in tasks:
+                task.cancel()  # the remaining watches are cancelled on the broker
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _payload(
+        self, decision: str, outcomes: Mapping[int, JobOutcome], error: str | None = None
+    ) -> dict[str, Any]:
+        jobs = [_job_entry(jobid, outcomes.get(jobid)) for jobid in self.jobids]
+        failures = [o for o in outcomes.values() if o.reason is not None]
+        matched = len(outcomes) - len(failures)
+        pending = len(self.jobids) - len(outcomes)
+        what = f"{self.spec.describe()} of {self.rule.describe()}"
+        counts = f"{matched} matched, {len(failures)} failed, {pending} pending"
+        shown = "; ".join(o.message for o in failures[:FAILURES_SHOWN])
+        if len(failures) > FAILURES_SHOWN:
+            shown += f"; and {len(failures) - FAILURES_SHOWN} more"
+        payload: dict[str, Any] = {
+            "status": "success" if decision == "success" else "error",
+            "eventlog": self.eventlog,
+            "matched": matched,
+            "failed": len(failures),
+            "pending": pending,
+            "jobs": jobs,
+        }
+        if decision == "success":
+            payload["message"] = f"{what}: done ({counts})" + (f": {shown}" if shown else "")
+            return payload
+        connection_lost = error is not None or any(o.reason == REASON_CONNECTION for o in failures)
+        payload["reason"] = REASON_CONNECTION if connection_lost else REASON_JOBS_FAILED
+        if error is not None:
+            payload["message"] = error
+        elif len(failures) > self.max_failures:
+            payload["message"] = (
+                f"{what}: {len(failures)} failed, more than the {self.max_failures} allowed "
+                f"({counts}): {shown}"
+            )
+        else:
+            payload["message"] = f"{what}: too few jobs can still match ({counts})" + (
+                f": {shown}" if shown else ""
+            )
+        return payload
+
+
+def _job_entry(jobid: int, outcome: JobOutcome | None) -> dict[str, Any]:
+    """One job's part of a wait on many jobs, for the trigger event and XCom."""
+    if outcome is None:
+        return {"jobid": jobid, "outcome": "pending"}
+    entry: dict[str, Any] = {"jobid": jobid, "outcome": outcome.reason or "matched"}
+    if outcome.event is not None:
+        entry["event"] = outcome.event_dict()
+    if outcome.reason is not None:
+        entry["message"] = outcome.message
+    return entry
+
+
+class InfoLog(Protocol):
+    """What :func:`wait_on_job` logs to: a trigger's ``log``, or a ``logging.Logger``."""
+
+    def info(self, event: Any, /, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How the wait on one job ended.
+
+    :ivar reason: None when the event happened, else why not (a ``REASON_*``).
+    :ivar event: the matching event, or the fatal exception.
+    :ivar message: what happened, naming the job, for logs and errors.
+    :ivar errno: the errno of a failed watch (``ENODATA`` when the eventlog ended).
+    """
+
+    reason: str | None
+    event: JobEvent | None
+    message: str
+    errno: int | None = None
+
+    def event_dict(self) -> dict[str, Any] | None:
+        return None if self.event is None else self.event.to_dict()
+
+
+async def wait_on_job(
+    spec: EventWaitSpec,
+    jobid: int,
+    eventlog: str,
+    *,
+    uri: str | None,
+    waitcreate: bool,
+    reconnect: Reconnect,
+    log: InfoLog,
+    seen: Callable[[JobEvent], None] | None = None,
+) -> JobOutcome:
+    """Watch one job's eventlog on the shared connection until ``spec`` has a verdict.
+
+    Leaving (a verdict, or the caller cancelled) cancels the stream on the broker.
+    ``seen`` is called with every event read, in order.
+    """
+    job = format_jobid(jobid)
+    events = watch(jobid, eventlog, uri=uri, waitcreate=waitcreate, reconnect=reconnect)
+    wait = spec.start()
+    try:
+        async with aclosing(events) as stream:
+            async for event in stream:
+                if seen is not None:
+                    seen(event)
+                verdict = wait.feed(event)
+                if verdict == "matched":
+                    return JobOutcome(None, event, f"job {job}: {spec.describe()} happened")
+                if verdict == "job_exception":
+                    ctx = event.context
+                    return JobOutcome(
+                        REASON_JOB_EXCEPTION,
+                        event,
+                        f"job {job}: fatal exception type={ctx.get('type')} before "
+                        f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
+                    )
+                if event.name == "exception":
+                    # Not the end of the wait: non-fatal, or raise_on_exception is off.
+                    log.info(
+                        "job %s: %s exception type=%s severity=%s: %s",
+                        job, "fatal" if event.is_fatal_exception else "non-fatal",
+                        event.context.get("type"), event.context.get("severity"),
+                        event.context.get("note"),
+                    )  # fmt: skip
+    except FluxWatchError as err:
+        return JobOutcome(_reason_for(err), None, str(err.strerror), err.errno)
+    return JobOutcome(
+        REASON_EVENTLOG_ENDED,
+        None,
+        f"job {job}: eventlog ended before {spec.describe()} (eventlog {eventlog!r})",
+        errno.ENODATA,
+    )
 
 
 async def _ask_supervisor(trigger: BaseTrigger, what: str, build: Callable[[Any], Any]) -> Any:
