@@ -12,11 +12,13 @@ from airflow_provider_flux.exceptions import (
     FluxEventNeverHappenedError,
     FluxJobExceptionError,
     FluxJobNotFoundError,
+    FluxJobsFailedError,
 )
 from airflow_provider_flux.triggers.flux import (
     REASON_CONNECTION,
     REASON_EVENTLOG_ENDED,
     REASON_JOB_EXCEPTION,
+    REASON_JOBS_FAILED,
     REASON_TIMED_OUT,
 )
 from airflow_provider_flux.version_compat import AirflowTaskTimeout, conf
@@ -42,6 +44,8 @@ def raise_for_failure(event: Mapping[str, Any]) -> None:
     reason, message, jobid = event.get("reason"), event.get("message", ""), event.get("jobid")
     if reason == REASON_JOB_EXCEPTION:
         raise FluxJobExceptionError(message, int(jobid or 0), dict(event.get("event") or {}))
+    if reason == REASON_JOBS_FAILED:
+        raise FluxJobsFailedError(message, list(event.get("jobs") or []))
     if reason == REASON_EVENTLOG_ENDED:
         raise FluxEventNeverHappenedError(message)
     if reason == REASON_CONNECTION:

@@ -27,6 +27,18 @@ class FluxJobExceptionError(AirflowFailException):
         self.timestamp = event.get("timestamp")
 
 
+class FluxJobsFailedError(AirflowFailException):
+    """A wait on many jobs failed: more of them failed than it allows, or too few can
+    still match.
+
+    :ivar jobs: each job's outcome, in order (``jobid``, ``outcome``, ``event``, ``message``).
+    """
+
+    def __init__(self, message: str, jobs: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+
+
 class FluxEventNeverHappenedError(AirflowFailException):
     """The job's eventlog ended without the awaited event."""
 

@@ -3,6 +3,7 @@ small enough for one row of Airflow's trigger table at 10,000 jobs."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -17,8 +18,9 @@ PACKED_PREFIX = "zdelta:"
 
 
 def parse_jobids(value: Any) -> list[int]:
-    """Job IDs from a list or tuple of IDs in any Flux encoding, or from text: a JSON
-    list (an XCom rendered into a template) or IDs separated by commas or white space.
+    """Job IDs from a list or tuple of IDs in any Flux encoding, or from text: a list as
+    JSON or as Python prints it (an XCom rendered into a template), or IDs separated by
+    commas or white space.
 
     :raises ValueError: empty, a bad ID (named with its position), or a duplicate.
     """
@@ -26,11 +28,8 @@ def parse_jobids(value: Any) -> list[int]:
         text = value.strip()
         if text.startswith(PACKED_PREFIX):
             return unpack_jobids(text)
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"jobids {text[:60]!r} is not a JSON list: {err}") from err
+        if text.startswith(("[", "(")):
+            value = _literal_list(text)
         else:
             value = [part for part in re.split(r"[\s,]+", text) if part]
     elif isinstance(value, int) or not isinstance(value, Iterable):
@@ -49,6 +48,22 @@ def parse_jobids(value: Any) -> list[int]:
     if not jobids:
         raise ValueError("jobids is empty: give at least one job ID")
     return jobids
+
+
+def _literal_list(text: str) -> Any:
+    """A list written as JSON, or as Python prints one (a template renders an XCom
+    list with ``str()``: ``['ƒ2', 'ƒ3']``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as err:
+        raise ValueError(f"jobids {text[:60]!r} is not a list: {err}") from err
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"jobids {text[:60]!r} is not a list")
+    return value
 
 
 def pack_jobids(jobids: Sequence[int]) -> str:

@@ -1,4 +1,5 @@
-"""``FluxJobEventSensor``: gate a task on an event of a Flux job."""
+"""``FluxJobEventSensor`` and ``FluxJobsEventSensor``: gate a task on an event of a
+Flux job, or of many."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
-from airflow_provider_flux.event_wait import EventWaitSpec, resolve_eventlog
+from airflow_provider_flux.event_wait import (
+    WAIT_FOR_ALL,
+    EnsembleRule,
+    EventWaitSpec,
+    resolve_eventlog,
+)
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
@@ -17,7 +23,17 @@ from airflow_provider_flux.exceptions import (
 )
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
-from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from airflow_provider_flux.jobids import parse_jobids
+from airflow_provider_flux.triggers.flux import (
+    REASON_JOB_EXCEPTION,
+    REASON_NOT_FOUND,
+    REASON_PERMISSION,
+    FluxJobEventTrigger,
+    FluxJobsEventTrigger,
+    JobOutcome,
+    ensemble_payload,
+    outcome_of,
+)
 from airflow_provider_flux.version_compat import (
     BaseSensorOperator,
     Context,
@@ -26,18 +42,10 @@ from airflow_provider_flux.version_compat import (
 )
 
 
-class FluxJobEventSensor(BaseSensorOperator):
-    """Waits for an event of a Flux job; fails on a fatal job exception.
+class FluxEventSensorBase(BaseSensorOperator):
+    """What the job event sensors share: the event to wait for, on which eventlog, and
+    the rules for deferring. Bad values fail the task at once, without retry.
 
-    Deferrable by default: the wait runs in the triggerer (:class:`FluxJobEventTrigger`)
-    and holds no worker slot. Otherwise each poke reads the eventlog as it stands.
-    Semantics follow ``flux job wait-event``: the first event named ``event`` whose
-    context contains ``match_context`` succeeds, and the task returns it (XCom:
-    ``name``, ``timestamp``, ``context``, plus ``jobid`` and ``job``); a fatal job
-    exception before it fails the task without retry (``soft_fail``: skips it), with
-    the job ID, the exception type and its note in the message.
-
-    :param jobid: the job ID, any Flux encoding (templated: e.g. from an upstream XCom).
     :param event: the event to wait for (templated): ``alloc``, ``start``, ``finish``,
         ``clean``, ``exception``; in ``guest.exec.eventlog``: ``shell.start``, ``complete``.
     :param eventlog: ``eventlog`` (default), a guest eventlog path, or a short name as
@@ -50,13 +58,11 @@ class FluxJobEventSensor(BaseSensorOperator):
     :param deferrable: defer to the triggerer (default True; see :func:`default_deferrable`).
     """
 
-    template_fields: Sequence[str] = ("jobid", "event", "eventlog", "match_context")
     ui_color = "#e8f4fc"
 
     def __init__(
         self,
         *,
-        jobid: int | str,
         event: str,
         eventlog: str = "eventlog",
         flux_conn_id: str = FluxHook.default_conn_name,
@@ -68,7 +74,6 @@ class FluxJobEventSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.jobid = jobid
         self.event = event
         self.eventlog = eventlog
         self.flux_conn_id = flux_conn_id
@@ -92,6 +97,44 @@ class FluxJobEventSensor(BaseSensorOperator):
             return resolve_eventlog(self.eventlog)
         except ValueError as err:
             raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
+
+    def _time_left(self, context: Context) -> timedelta:
+        """What remains of the sensor ``timeout`` since this try started."""
+        started = getattr(context.get("ti"), "start_date", None)
+        elapsed = (timezone.utcnow() - started).total_seconds() if started else 0.0
+        return timedelta(seconds=max(0.0, self.timeout - elapsed))
+
+    def _checked(self, event: dict[str, Any] | None) -> dict[str, Any]:
+        """The trigger event of a successful wait; a failed one raises why."""
+        if not event:
+            raise FluxConnectionFailedError(f"{self.task_id}: the trigger returned no event")
+        if event.get("status") != "success":
+            raise_for_failure(event)
+        self.log.info("%s", event.get("message"))
+        return event
+
+
+class FluxJobEventSensor(FluxEventSensorBase):
+    """Waits for an event of a Flux job; fails on a fatal job exception.
+
+    Deferrable by default: the wait runs in the triggerer (:class:`FluxJobEventTrigger`)
+    and holds no worker slot. Otherwise each poke reads the eventlog as it stands.
+    Semantics follow ``flux job wait-event``: the first event named ``event`` whose
+    context contains ``match_context`` succeeds, and the task returns it (XCom:
+    ``name``, ``timestamp``, ``context``, plus ``jobid`` and ``job``); a fatal job
+    exception before it fails the task without retry (``soft_fail``: skips it), with
+    the job ID, the exception type and its note in the message.
+
+    :param jobid: the job ID, any Flux encoding (templated: e.g. from an upstream XCom).
+
+    The other arguments are :class:`FluxEventSensorBase`'s.
+    """
+
+    template_fields: Sequence[str] = ("jobid", "event", "eventlog", "match_context")
+
+    def __init__(self, *, jobid: int | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jobid = jobid
 
     def _validated_jobid(self) -> int:
         try:
@@ -121,19 +164,9 @@ class FluxJobEventSensor(BaseSensorOperator):
             timeout=self._time_left(context),
         )
 
-    def _time_left(self, context: Context) -> timedelta:
-        """What remains of the sensor ``timeout`` since this try started."""
-        started = getattr(context.get("ti"), "start_date", None)
-        elapsed = (timezone.utcnow() - started).total_seconds() if started else 0.0
-        return timedelta(seconds=max(0.0, self.timeout - elapsed))
-
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: return the event, or fail with why."""
-        if not event:
-            raise FluxConnectionFailedError(f"{self.task_id}: the trigger returned no event")
-        if event.get("status") != "success":
-            raise_for_failure(event)
-        self.log.info("%s", event.get("message"))
+        event = self._checked(event)
         return {**event["event"], "jobid": event["jobid"], "job": event["job"]}
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -151,21 +184,122 @@ class FluxJobEventSensor(BaseSensorOperator):
         result = spec.judge_eventlog(events, complete)
         if result is None:
             return False
-        job = format_jobid(jobid)
-        if result.verdict == "matched":
-            assert result.event is not None
-            self.log.info("job %s: %s happened", job, spec.describe())
-            value = {**result.event.to_dict(), "jobid": jobid, "job": job}
+        outcome = outcome_of(spec, jobid, eventlog, result)
+        if outcome.reason is None:
+            self.log.info("%s", outcome.message)
+            value = {**(outcome.event_dict() or {}), "jobid": jobid, "job": format_jobid(jobid)}
             return PokeReturnValue(is_done=True, xcom_value=value)
-        if result.verdict == "job_exception":
-            assert result.event is not None
-            ctx = result.event.context
-            raise FluxJobExceptionError(
-                f"job {job}: fatal exception type={ctx.get('type')} before "
-                f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
-                jobid,
-                result.event.to_dict(),
-            )
-        raise FluxEventNeverHappenedError(
-            f"job {job}: eventlog ended before {spec.describe()} (eventlog {eventlog!r})"
+        if outcome.reason == REASON_JOB_EXCEPTION:
+            raise FluxJobExceptionError(outcome.message, jobid, outcome.event_dict() or {})
+        raise FluxEventNeverHappenedError(outcome.message)
+
+
+class FluxJobsEventSensor(FluxEventSensorBase):
+    """Waits for an event of many Flux jobs, as one task: all of them, any one, or at
+    least N (``wait_for``), with ``max_failures`` jobs allowed to fail.
+
+    Each job is judged as :class:`FluxJobEventSensor` judges one; a job *fails* when
+    that wait would fail (a fatal exception before the event, an eventlog that ends
+    without it, a job that cannot be read). The wait ends as soon as its outcome is
+    decided. Deferrable by default: one :class:`FluxJobsEventTrigger` on one shared
+    connection, whatever the number of jobs; otherwise each poke reads every eventlog.
+
+    The task returns (XCom) ``matched``, ``failed``, ``pending`` (counts) and ``jobs``:
+    for each job, in order, ``jobid``, ``job`` (F58), ``outcome`` (``matched``, why it
+    failed: ``job_exception``, ``eventlog_ended``, ``not_found``, ..., or ``pending``),
+    ``event`` (the matching event or the fatal exception) and ``message``. Too many
+    failures fail the task without retry (:class:`FluxJobsFailedError`, naming the
+    jobs, their exception types and notes).
+
+    :param jobids: the jobs (templated): a list of IDs in any encoding, or text such
+        as an upstream task's XCom rendered into a template: a JSON list, or IDs
+        separated by commas or white space.
+    :param wait_for: ``"all"`` (default), ``"any"``, or a number N of jobs.
+    :param max_failures: how many jobs may fail before the task fails (default 0).
+
+    The other arguments are :class:`FluxEventSensorBase`'s.
+    """
+
+    template_fields: Sequence[str] = ("jobids", "event", "eventlog", "match_context")
+
+    def __init__(
+        self,
+        *,
+        jobids: Sequence[int | str] | str,
+        wait_for: str | int = WAIT_FOR_ALL,
+        max_failures: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.jobids = jobids
+        self.wait_for = wait_for
+        self.max_failures = max_failures
+
+    def _validated(self) -> tuple[list[int], EnsembleRule]:
+        try:
+            jobids = parse_jobids(self.jobids)
+            return jobids, EnsembleRule(self.wait_for, self.max_failures, len(jobids))
+        except ValueError as err:
+            raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
+
+    def execute(self, context: Context) -> Any:
+        # Bad input fails here, before deferring.
+        (jobids, rule), spec, eventlog = self._validated(), self._spec(), self._eventlog()
+        if not self.deferrable:
+            return super().execute(context)
+        self.log.info("deferring until %s of %s", spec.describe(), rule.describe())
+        self.defer(
+            trigger=FluxJobsEventTrigger(
+                jobids=jobids,
+                event=self.event,
+                eventlog=eventlog,
+                flux_conn_id=self.flux_conn_id,
+                match_context=self.match_context,
+                raise_on_exception=self.raise_on_exception,
+                count=self.count,
+                waitcreate=self.waitcreate,
+                wait_for=self.wait_for,
+                max_failures=self.max_failures,
+            ),
+            method_name="execute_complete",
+            timeout=self._time_left(context),
         )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: return each job's outcome, or fail with why."""
+        return _ensemble_result(self._checked(event))
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        (jobids, rule), spec, eventlog = self._validated(), self._spec(), self._eventlog()
+        hook = FluxHook(self.flux_conn_id)
+        outcomes: dict[int, JobOutcome] = {}
+        for jobid in jobids:
+            try:
+                events, complete = hook.read_eventlog(jobid, eventlog)
+            except FileNotFoundError as err:
+                outcomes[jobid] = JobOutcome(REASON_NOT_FOUND, None, str(err))
+                continue
+            except PermissionError as err:
+                outcomes[jobid] = JobOutcome(REASON_PERMISSION, None, str(err))
+                continue
+            except OSError as err:
+                raise FluxConnectionFailedError(str(err)) from err
+            result = spec.judge_eventlog(events, complete)
+            if result is not None:
+                outcomes[jobid] = outcome_of(spec, jobid, eventlog, result)
+        matched = sum(1 for outcome in outcomes.values() if outcome.reason is None)
+        decision = rule.decide(matched, len(outcomes) - matched)
+        if decision is None:
+            return False
+        payload = ensemble_payload(spec, rule, eventlog, jobids, outcomes, decision)
+        return PokeReturnValue(is_done=True, xcom_value=_ensemble_result(self._checked(payload)))
+
+
+def _ensemble_result(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The XCom value of a wait on many jobs: its counts and each job's outcome."""
+    return {
+        "matched": event["matched"],
+        "failed": event["failed"],
+        "pending": event["pending"],
+        "jobs": [{**entry, "job": format_jobid(entry["jobid"])} for entry in event["jobs"]],
+    }

@@ -23,6 +23,7 @@ from airflow_provider_flux.event_wait import (
     WAIT_FOR_ALL,
     EnsembleRule,
     EventWaitSpec,
+    WaitResult,
     resolve_eventlog,
 )
 from airflow_provider_flux.events import JobEvent
@@ -402,43 +403,59 @@ class FluxJobsEventTrigger(BaseTrigger):
     def _payload(
         self, decision: str, outcomes: Mapping[int, JobOutcome], error: str | None = None
     ) -> dict[str, Any]:
-        jobs = [_job_entry(jobid, outcomes.get(jobid)) for jobid in self.jobids]
-        failures = [o for o in outcomes.values() if o.reason is not None]
-        matched = len(outcomes) - len(failures)
-        pending = len(self.jobids) - len(outcomes)
-        what = f"{self.spec.describe()} of {self.rule.describe()}"
-        counts = f"{matched} matched, {len(failures)} failed, {pending} pending"
-        shown = "; ".join(o.message for o in failures[:FAILURES_SHOWN])
-        if len(failures) > FAILURES_SHOWN:
-            shown += f"; and {len(failures) - FAILURES_SHOWN} more"
-        payload: dict[str, Any] = {
-            "status": "success" if decision == "success" else "error",
-            "eventlog": self.eventlog,
-            "matched": matched,
-            "failed": len(failures),
-            "pending": pending,
-            "jobs": jobs,
-        }
-        if decision == "success":
-            payload["message"] = f"{what}: done ({counts})" + (f": {shown}" if shown else "")
-            return payload
-        connection_lost = error is not None or any(o.reason == REASON_CONNECTION for o in failures)
-        payload["reason"] = REASON_CONNECTION if connection_lost else REASON_JOBS_FAILED
-        if error is not None:
-            payload["message"] = error
-        elif len(failures) > self.max_failures:
-            payload["message"] = (
-                f"{what}: {len(failures)} failed, more than the {self.max_failures} allowed "
-                f"({counts}): {shown}"
-            )
-        else:
-            payload["message"] = f"{what}: too few jobs can still match ({counts})" + (
-                f": {shown}" if shown else ""
-            )
+        return ensemble_payload(
+            self.spec, self.rule, self.eventlog, self.jobids, outcomes, decision, error
+        )
+
+
+def ensemble_payload(
+    spec: EventWaitSpec,
+    rule: EnsembleRule,
+    eventlog: str,
+    jobids: Sequence[int],
+    outcomes: Mapping[int, JobOutcome],
+    decision: str,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The trigger event payload of a decided wait on many jobs (see
+    :class:`FluxJobsEventTrigger`); the poking sensor builds the same."""
+    jobs = [job_entry(jobid, outcomes.get(jobid)) for jobid in jobids]
+    failures = [o for o in outcomes.values() if o.reason is not None]
+    matched = len(outcomes) - len(failures)
+    pending = len(jobids) - len(outcomes)
+    what = f"{spec.describe()} of {rule.describe()}"
+    counts = f"{matched} matched, {len(failures)} failed, {pending} pending"
+    shown = "; ".join(o.message for o in failures[:FAILURES_SHOWN])
+    if len(failures) > FAILURES_SHOWN:
+        shown += f"; and {len(failures) - FAILURES_SHOWN} more"
+    payload: dict[str, Any] = {
+        "status": "success" if decision == "success" else "error",
+        "eventlog": eventlog,
+        "matched": matched,
+        "failed": len(failures),
+        "pending": pending,
+        "jobs": jobs,
+    }
+    if decision == "success":
+        payload["message"] = f"{what}: done ({counts})" + (f": {shown}" if shown else "")
         return payload
+    connection_lost = error is not None or any(o.reason == REASON_CONNECTION for o in failures)
+    payload["reason"] = REASON_CONNECTION if connection_lost else REASON_JOBS_FAILED
+    if error is not None:
+        payload["message"] = error
+    elif len(failures) > rule.max_failures:
+        payload["message"] = (
+            f"{what}: {len(failures)} failed, more than the {rule.max_failures} allowed "
+            f"({counts}): {shown}"
+        )
+    else:
+        payload["message"] = f"{what}: too few jobs can still match ({counts})" + (
+            f": {shown}" if shown else ""
+        )
+    return payload
 
 
-def _job_entry(jobid: int, outcome: JobOutcome | None) -> dict[str, Any]:
+def job_entry(jobid: int, outcome: JobOutcome | None) -> dict[str, Any]:
     """One job's part of a wait on many jobs, for the trigger event and XCom."""
     if outcome is None:
         return {"jobid": jobid, "outcome": "pending"}
@@ -500,16 +517,8 @@ async def wait_on_job(
                 if seen is not None:
                     seen(event)
                 verdict = wait.feed(event)
-                if verdict == "matched":
-                    return JobOutcome(None, event, f"job {job}: {spec.describe()} happened")
-                if verdict == "job_exception":
-                    ctx = event.context
-                    return JobOutcome(
-                        REASON_JOB_EXCEPTION,
-                        event,
-                        f"job {job}: fatal exception type={ctx.get('type')} before "
-                        f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
-                    )
+                if verdict is not None:
+                    return outcome_of(spec, jobid, eventlog, WaitResult(verdict, event))
                 if event.name == "exception":
                     # Not the end of the wait: non-fatal, or raise_on_exception is off.
                     log.info(
@@ -520,6 +529,23 @@ async def wait_on_job(
                     )  # fmt: skip
     except FluxWatchError as err:
         return JobOutcome(_reason_for(err), None, str(err.strerror), err.errno)
+    return outcome_of(spec, jobid, eventlog, WaitResult("eventlog_ended", None))
+
+
+def outcome_of(spec: EventWaitSpec, jobid: int, eventlog: str, result: WaitResult) -> JobOutcome:
+    """The outcome, and its message, of a job whose wait has a verdict."""
+    job = format_jobid(jobid)
+    if result.verdict == "matched":
+        return JobOutcome(None, result.event, f"job {job}: {spec.describe()} happened")
+    if result.verdict == "job_exception":
+        assert result.event is not None
+        ctx = result.event.context
+        return JobOutcome(
+            REASON_JOB_EXCEPTION,
+            result.event,
+            f"job {job}: fatal exception type={ctx.get('type')} before "
+            f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
+        )
     return JobOutcome(
         REASON_EVENTLOG_ENDED,
         None,

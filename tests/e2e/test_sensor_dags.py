@@ -212,3 +212,65 @@ def test_an_eventlog_that_is_a_job_key_fails_at_once(
     assert result.task_states == {"wait": "failed", "downstream": "upstream_failed"}
     assert result.tries["wait"] == 1
     assert "eventlog 'R' is not an eventlog of a job" in printed(capfd)
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait_many", "flux_wait_many_poke"])
+def test_many_jobs_return_each_job_s_outcome(instance: FluxTestInstance, dag_id: str) -> None:
+    jobids = [instance.completed_job() for _ in range(3)]
+    result = run(dag_id, jobids=jobids, event="finish")
+    assert result.task_states == {"wait": "success"}
+    pushed = result.xcoms["wait"]
+    assert (pushed["matched"], pushed["failed"], pushed["pending"]) == (3, 0, 0)
+    assert [entry["jobid"] for entry in pushed["jobs"]] == jobids
+    assert {entry["outcome"] for entry in pushed["jobs"]} == {"matched"}
+    assert all(entry["event"]["name"] == "finish" for entry in pushed["jobs"])
+    assert all(entry["job"].startswith("ƒ") for entry in pushed["jobs"])
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait_many", "flux_wait_many_poke"])
+def test_many_jobs_fail_without_retry_on_a_cancelled_one(
+    instance: FluxTestInstance, dag_id: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    jobids = [instance.completed_job(), instance.running_job()]
+    instance.cancel(jobids[1], "sample 2 diverged")
+    result = run(dag_id, jobids=jobids, event="clean")
+    assert result.task_states == {"wait": "failed"}
+    assert result.tries["wait"] == 1
+    out = printed(capfd)
+    assert "FluxJobsFailedError" in out
+    assert "type=cancel" in out
+    assert "sample 2 diverged" in out
+
+
+def test_many_jobs_with_one_failure_allowed_list_it(instance: FluxTestInstance) -> None:
+    jobids = [instance.completed_job(), instance.running_job()]
+    instance.cancel(jobids[1], "sample 2 diverged")
+    result = run("flux_wait_many_tolerant", jobids=jobids, event="clean")
+    assert result.task_states == {"wait": "success"}
+    jobs = result.xcoms["wait"]["jobs"]
+    assert [entry["outcome"] for entry in jobs] == ["matched", "job_exception"]
+    assert jobs[1]["event"]["context"]["note"] == "sample 2 diverged"
+
+
+def test_many_jobs_as_f58_text_from_the_run_conf(instance: FluxTestInstance) -> None:
+    from airflow_provider_flux.jobid import format_jobid
+
+    jobids = [instance.completed_job() for _ in range(2)]
+    result = run("flux_wait_many", jobids=[format_jobid(j) for j in jobids], event="clean")
+    assert [entry["jobid"] for entry in result.xcoms["wait"]["jobs"]] == jobids
+
+
+def test_many_jobs_from_an_upstream_xcom(instance: FluxTestInstance) -> None:
+    result = run("flux_wait_many_upstream")
+    assert result.task_states == {"submit_sweep": "success", "wait": "success"}
+    submitted = result.xcoms["submit_sweep"]
+    assert [entry["jobid"] for entry in result.xcoms["wait"]["jobs"]] == submitted
+
+
+def test_many_jobs_refuse_a_bad_list_at_once(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run("flux_wait_many", jobids=[1, "not-a-job"], event="clean")
+    assert result.task_states == {"wait": "failed"}
+    assert result.tries["wait"] == 1
+    assert "jobids[1]" in printed(capfd)

@@ -9,7 +9,7 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobspec import jobspec_from_command
-from airflow_provider_flux.sensors.flux import FluxJobEventSensor
+from airflow_provider_flux.sensors.flux import FluxJobEventSensor, FluxJobsEventSensor
 
 START = datetime(2026, 1, 1)
 
@@ -53,3 +53,34 @@ with DAG("flux_wait_upstream_jobid", schedule=None, start_date=START, catchup=Fa
         jobid="{{ ti.xcom_pull(task_ids='submit') }}",
         event="clean",
     ).set_upstream(submit())
+
+
+def wait_many_dag(dag_id: str, **sensor_kwargs: Any) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
+        FluxJobsEventSensor(
+            task_id="wait",
+            jobids="{{ dag_run.conf['jobids'] }}",
+            event="{{ dag_run.conf['event'] }}",
+            retries=1,
+            retry_delay=timedelta(seconds=1),
+            **sensor_kwargs,
+        )
+    return dag
+
+
+wait_many_dag("flux_wait_many")
+wait_many_dag("flux_wait_many_tolerant", max_failures=1)
+wait_many_dag("flux_wait_many_poke", deferrable=False, poke_interval=0.2, timeout=60)
+
+with DAG("flux_wait_many_upstream", schedule=None, start_date=START, catchup=False):
+
+    @task
+    def submit_sweep() -> list[int]:
+        hook = FluxHook()
+        return [hook.submit(jobspec_from_command(["true"], name=f"sweep-{i}")) for i in range(3)]
+
+    FluxJobsEventSensor(
+        task_id="wait",
+        jobids="{{ ti.xcom_pull(task_ids='submit_sweep') }}",
+        event="clean",
+    ).set_upstream(submit_sweep())
