@@ -158,3 +158,39 @@ def add_dependencies(jobspec: dict[str, Any], after_ok: Sequence[int]) -> None:
     system.setdefault("dependencies", []).extend(
         {"scheme": "afterok", "value": str(jobid)} for jobid in after_ok
     )
+
+
+def array_indices(array: int | str) -> list[int]:
+    """The indices of a job array: a count N (0 to N-1, as AWS Batch and Kubernetes
+    number them), or a Flux idset as ``flux submit --cc`` takes (``1-100``,
+    ``0,2,4-7``, ``[1-3]``), in increasing order."""
+    if isinstance(array, bool):
+        raise ValueError(f"array must be a count or an idset such as '1-100', not {array!r}")
+    if isinstance(array, int):
+        return list(range(_positive("array", array)))
+    if not isinstance(array, str):
+        raise ValueError(f"array must be a count or an idset such as '1-100', not {array!r}")
+    text = array.strip()
+    if text.isdigit():
+        raise ValueError(
+            f"array {array!r} is text: as an idset it is the one index {text}. Give a count "
+            "as an int (a templated count needs render_template_as_native_obj=True), or "
+            f"an idset such as '0-{max(int(text) - 1, 0)}'"
+        )
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    indices: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"array {array!r} is not an idset such as '1-100' or '0,2,4-7'")
+        first, last = int(low), int(high or low)
+        if last < first:
+            raise ValueError(f"array {array!r}: the range {part.strip()!r} runs backwards")
+        indices.update(range(first, last + 1))
+    return sorted(indices)
+
+
+def substitute_index(value: str, index: int) -> str:
+    """``{cc}`` replaced by a job's index in its array, as ``flux submit --cc`` does."""
+    return value.replace("{cc}", str(index))

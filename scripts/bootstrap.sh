@@ -26,6 +26,19 @@ ensure_venv() {
     fi
 }
 
+# find_python X.Y: an interpreter of Python X.Y, on PATH or installed by pyenv (whose
+# shims answer only for the versions it has selected); nothing when there is none.
+find_python() {
+    local candidate
+    for candidate in "$(command -v "python$1" || true)" \
+        "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/"python$1"; do
+        if [ -x "$candidate" ] && "$candidate" -c "" 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+}
+
 # airflow_version VENV: the Airflow version installed there.
 airflow_version() {
     "$1/bin/python" -c "from importlib.metadata import version; print(version('apache-airflow'))"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
@@ -126,11 +126,62 @@ class FluxHook(BaseHook):
         text = jobspec if isinstance(jobspec, str) else json.dumps(jobspec)
         return int(bindings.job.submit(bindings.open(uri), text, urgency=urgency))
 
+    def submit_many(
+        self, jobspecs: Sequence[Mapping[str, Any] | str], urgency: int = 16
+    ) -> list[int]:
+        """Submit many jobspecs on one handle, all requests in flight at once, as
+        ``flux submit --cc`` does; their job IDs in order (blocking).
+
+        :raises OSError: the first rejection; the jobs that were accepted are cancelled.
+        """
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        handle = bindings.open(uri)
+        futures = [
+            bindings.job.submit_async(
+                handle, spec if isinstance(spec, str) else json.dumps(spec), urgency=urgency
+            )
+            for spec in jobspecs
+        ]
+        jobids: list[int] = []
+        refused: OSError | None = None
+        for future in futures:
+            try:
+                jobids.append(int(future.get_id()))
+            except OSError as err:
+                refused = refused or err
+        if refused is not None:
+            # All or none: a half-submitted array would run with nobody waiting on it.
+            self.cancel_many(jobids, f"another job of its array was rejected: {refused}")
+            accepted = ", ".join(format_jobid(jobid) for jobid in jobids) or "none"
+            raise OSError(
+                refused.errno,
+                f"{refused.strerror or refused}; the {len(jobids)} jobs accepted were "
+                f"cancelled: {accepted}",
+            ) from refused
+        return jobids
+
     def cancel(self, jobid: int, reason: str | None = None) -> None:
         """Cancel a job, as ``flux cancel --message=REASON`` does (blocking)."""
         uri = self.get_uri()
         bindings = load_bindings(uri)
         bindings.job.cancel_async(bindings.open(uri), jobid, reason).get()
+
+    def cancel_many(self, jobids: Sequence[int], reason: str | None = None) -> None:
+        """Cancel jobs on one handle (blocking). Jobs already inactive are skipped.
+
+        :raises OSError: the first other refusal.
+        """
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        handle = bindings.open(uri)
+        futures = [bindings.job.cancel_async(handle, jobid, reason) for jobid in jobids]
+        for future in futures:
+            try:
+                future.get()
+            except OSError as err:
+                if err.errno != errno.EINVAL:  # EINVAL: the job is inactive already
+                    raise
 
     def describe(self) -> str:
         """Where this hook connects, for log lines."""

@@ -15,19 +15,22 @@ import yaml
 from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
 from airflow_provider_flux.event_wait import EventWaitSpec
 from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.exceptions import FluxJobExceptionError
+from airflow_provider_flux.exceptions import FluxJobExceptionError, FluxJobsFailedError
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobspec import (
     add_dependencies,
+    array_indices,
     jobspec_from_batch_script,
     jobspec_from_command,
     set_attribute,
+    substitute_index,
 )
 from airflow_provider_flux.triggers.flux import (
     CANCEL_GRACE_SECONDS,
     REASON_TIMED_OUT,
     FluxJobEventTrigger,
+    FluxJobsEventTrigger,
 )
 from airflow_provider_flux.version_compat import AirflowFailException, BaseOperator, Context
 
@@ -75,6 +78,17 @@ def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
     return data[:limit].decode(errors="ignore"), len(data) - limit
 
 
+def job_failure(events: Sequence[JobEvent]) -> str | None:
+    """How an ended job failed (a fatal exception, a non-zero exit, a signal), or None."""
+    fatal = next((e for e in events if e.is_fatal_exception), None)
+    if fatal is not None:
+        note = fatal.context.get("note") or "(no note)"
+        return f"fatal exception type={fatal.context.get('type')}: {note}"
+    finish = next((e for e in reversed(events) if e.name == "finish"), None)
+    status = int(finish.context.get("status", 0)) if finish else 0
+    return describe_wait_status(status)[2] if status else None
+
+
 class FluxSubmitJobOperator(BaseOperator):
     """Submits a job to Flux, waits for it to end, and fails when it fails.
 
@@ -110,12 +124,19 @@ class FluxSubmitJobOperator(BaseOperator):
         when the task is killed, cleared, marked, or reaches ``execution_timeout``
         while it waits (deferred or in the worker).
     :param poll_interval: seconds between eventlog reads when waiting in the worker.
-    :param output_limit: bytes of job output copied into the task log.
+    :param output_limit: bytes of job output copied into the task log (for an array:
+        in all, shared out job by job).
+    :param array: submit a job array, like ``flux submit --cc``: a count N (indices 0
+        to N-1) or a Flux idset (``"1-100"``, ``"0,2,4-7"``). Each job gets its index
+        in ``FLUX_JOB_CC`` and in place of ``{cc}`` in the command, the job name and the
+        working directory. The XCom value (and key ``jobid``) is then the list of job
+        IDs; the task waits for all of them and fails, with a table of which jobs
+        failed and how, if any one does.
     """
 
     template_fields: Sequence[str] = (
         "command", "jobspec", "script", "environment", "cwd", "job_name",
-        "dependencies", "attributes", "flux_queue", "duration",
+        "dependencies", "attributes", "flux_queue", "duration", "array",
     )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"jobspec": "json", "script": "bash"}
     ui_color = "#c6e3f7"
@@ -145,6 +166,7 @@ class FluxSubmitJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         poll_interval: float = 5.0,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        array: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -177,24 +199,39 @@ class FluxSubmitJobOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
         self.output_limit = output_limit
-        self.submitted_jobid: int | None = None
+        self.array = array
+        self.submitted_jobids: list[int] = []
         self._run_id: str | None = None
 
     # -- the request ---------------------------------------------------------------
 
-    def build_jobspec(self) -> dict[str, Any]:
-        """The jobspec this task submits; raises ``ValueError`` for bad input."""
+    def build_jobspec(self, index: int | None = None) -> dict[str, Any]:
+        """The jobspec this task submits (``index``: the job's place in an array);
+        raises ``ValueError`` for bad input."""
         if not isinstance(self.urgency, int) or not 0 <= self.urgency <= 31:
             raise ValueError(f"urgency must be an integer from 0 to 31, not {self.urgency!r}")
+
+        def indexed(value: Any) -> Any:
+            if index is None or not isinstance(value, str):
+                return value
+            return substitute_index(value, index)
+
+        environment = dict(self.environment)
+        if index is not None:
+            environment["FLUX_JOB_CC"] = str(index)
         options: dict[str, Any] = {
-            "duration": self.duration, "environment": self.environment, "cwd": self.cwd,
-            "name": self.job_name, "queue": self.flux_queue, "attributes": self.attributes,
-            "num_nodes": self.num_nodes, "exclusive": self.exclusive,
+            "duration": self.duration, "environment": environment, "cwd": indexed(self.cwd),
+            "name": indexed(self.job_name), "queue": self.flux_queue,
+            "attributes": {key: indexed(value) for key, value in self.attributes.items()},
+            "num_nodes": self.num_nodes,
+            "exclusive": self.exclusive,
         }  # fmt: skip
         if self.jobspec is not None:
             jobspec = self._parse_jobspec(self.jobspec)
             for key, value in self.attributes.items():
-                set_attribute(jobspec, key, value)
+                set_attribute(jobspec, key, indexed(value))
+            if index is not None:
+                set_attribute(jobspec, "system.environment.FLUX_JOB_CC", str(index))
         elif self.script is not None:
             jobspec = jobspec_from_batch_script(
                 self.script, num_slots=self.num_tasks, cores_per_slot=self.cores_per_task,
@@ -202,8 +239,13 @@ class FluxSubmitJobOperator(BaseOperator):
             )  # fmt: skip
         else:
             assert self.command is not None
+            command = (
+                indexed(self.command)
+                if isinstance(self.command, str)
+                else [indexed(arg) for arg in self.command]
+            )
             jobspec = jobspec_from_command(
-                self.command, num_tasks=self.num_tasks, cores_per_task=self.cores_per_task,
+                command, num_tasks=self.num_tasks, cores_per_task=self.cores_per_task,
                 gpus_per_task=self.gpus_per_task, **options,
             )  # fmt: skip
         add_dependencies(jobspec, [parse_jobid(j) for j in self.dependencies])
@@ -224,7 +266,9 @@ class FluxSubmitJobOperator(BaseOperator):
 
     # -- running ---------------------------------------------------------------------
 
-    def execute(self, context: Context) -> int:
+    def execute(self, context: Context) -> int | list[int]:
+        if self.array is not None:
+            return self._execute_array(context, self.array)
         try:
             jobspec = self.build_jobspec()
         except (TypeError, ValueError) as err:
@@ -236,7 +280,7 @@ class FluxSubmitJobOperator(BaseOperator):
             raise AirflowFailException(
                 f"Flux at {hook.describe()} rejected the job: {err.strerror or err}"
             ) from err
-        self.submitted_jobid = jobid
+        self.submitted_jobids = [jobid]
         self._run_id = context.get("run_id")
         context["ti"].xcom_push(key="jobid", value=jobid)
         self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobid), jobid,
@@ -247,15 +291,20 @@ class FluxSubmitJobOperator(BaseOperator):
             self._defer_until_clean(jobid)
         return self._wait_in_worker(hook, jobid)
 
-    def _defer_until_clean(self, jobid: int) -> None:
-        """Wait in the triggerer. It cancels the job on kill and at ``execution_timeout``
-        (Airflow enforces neither for deferred tasks in a way that reaches Flux)."""
+    def _deadline_and_timeout(self) -> tuple[float | None, timedelta | None]:
+        """The trigger cancels the jobs on kill and at ``execution_timeout`` (Airflow
+        enforces neither for deferred tasks in a way that reaches Flux); Airflow's own
+        deferral timeout is only a backstop behind the trigger's deadline."""
         deadline = None
         timeout = self.execution_timeout
         if self.cancel_on_kill and timeout is not None:
             deadline = time.time() + timeout.total_seconds()
-            # Airflow's own deferral timeout only as a backstop behind the trigger's.
             timeout += timedelta(seconds=CANCEL_GRACE_SECONDS * 2)
+        return deadline, timeout
+
+    def _defer_until_clean(self, jobid: int) -> None:
+        """Wait in the triggerer until the job is clean."""
+        deadline, timeout = self._deadline_and_timeout()
         self.defer(
             trigger=FluxJobEventTrigger(
                 jobid=jobid,
@@ -279,17 +328,150 @@ class FluxSubmitJobOperator(BaseOperator):
                 return self._finish(hook, jobid, events)
             time.sleep(self.poll_interval)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
-        """Resume when the job is clean: log its output, then judge how it ended."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> int | list[int]:
+        """Resume when the job (or every job of the array) is clean: log the output, then
+        judge how it ended."""
         if not event:
             raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
+        hook = FluxHook(self.flux_conn_id)
+        if "jobs" in event:
+            jobids = [int(entry["jobid"]) for entry in event["jobs"]]
+            if event.get("reason") == REASON_TIMED_OUT:
+                self._log_outputs(hook, jobids, self._array_index_of(jobids))
+            if event.get("status") != "success":
+                raise_for_failure(event)
+            return self._finish_array(hook, jobids)
         if event.get("reason") == REASON_TIMED_OUT:
-            self._log_output(FluxHook(self.flux_conn_id), int(event["jobid"]))
+            self._log_output(hook, int(event["jobid"]))
         if event.get("status") != "success":
             raise_for_failure(event)
         jobid = int(event["jobid"])
         events = [JobEvent.from_flux(e) for e in event.get("events", [])]
-        return self._finish(FluxHook(self.flux_conn_id), jobid, events)
+        return self._finish(hook, jobid, events)
+
+    # -- job arrays ------------------------------------------------------------------
+
+    def _execute_array(self, context: Context, array: int | str) -> list[int]:
+        try:
+            indices = array_indices(array)
+            jobspecs = [self.build_jobspec(index) for index in indices]
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
+        hook = FluxHook(self.flux_conn_id)
+        try:
+            jobids = hook.submit_many(jobspecs, urgency=self.urgency)
+        except OSError as err:
+            raise AirflowFailException(
+                f"Flux at {hook.describe()} rejected a job of the array: {err.strerror or err}"
+            ) from err
+        self.submitted_jobids = jobids
+        self._run_id = context.get("run_id")
+        context["ti"].xcom_push(key="jobid", value=jobids)
+        self.log.info(
+            "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
+            format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),
+        )  # fmt: skip
+        if not self.wait_for_completion:
+            return jobids
+        if self.deferrable:
+            self._defer_until_clean_all(jobids)
+        clean = EventWaitSpec("clean", raise_on_exception=False)
+        pending = list(jobids)
+        while pending:
+            pending = [
+                jobid
+                for jobid in pending
+                if clean.judge_eventlog(*hook.read_eventlog(jobid)) is None
+            ]
+            if pending:
+                time.sleep(self.poll_interval)
+        return self._finish_array(hook, jobids)
+
+    def _defer_until_clean_all(self, jobids: list[int]) -> None:
+        deadline, timeout = self._deadline_and_timeout()
+        self.defer(
+            trigger=FluxJobsEventTrigger(
+                jobids=jobids,
+                event="clean",
+                flux_conn_id=self.flux_conn_id,
+                raise_on_exception=False,
+                cancel_on_kill=self.cancel_on_kill,
+                cancel_reason=self._kill_reason(),
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            timeout=timeout,
+        )
+
+    def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
+        """Judge each job of a clean array as one job is judged; fail with a table of
+        the jobs that failed, and how."""
+        index_of = self._array_index_of(jobids)
+        self._log_outputs(hook, jobids, index_of)
+        failures: list[tuple[int, str]] = []
+        outcomes: list[dict[str, Any]] = []
+        for jobid in jobids:
+            events, _ = hook.read_eventlog(jobid)
+            why = job_failure(events)
+            entry: dict[str, Any] = {"jobid": jobid, "index": index_of.get(jobid)}
+            entry["outcome"] = "succeeded" if why is None else why
+            outcomes.append(entry)
+            if why is not None:
+                failures.append((jobid, why))
+        if not failures:
+            self.log.info("all %d Flux jobs of the array completed successfully", len(jobids))
+            return jobids
+        table = "\n".join(
+            f"  {index_of.get(jobid, ''):>6}  {format_jobid(jobid):<14}  {why}"
+            for jobid, why in failures
+        )
+        self.log.error(
+            "%d of %d Flux jobs of the array failed:\n  %6s  %-14s  %s\n%s",
+            len(failures), len(jobids), "index", "job", "how", table,
+        )  # fmt: skip
+        named = "; ".join(
+            f"job {format_jobid(jobid)} (index {index_of.get(jobid)}) {why}"
+            for jobid, why in failures[:10]
+        )
+        more = f"; and {len(failures) - 10} more" if len(failures) > 10 else ""
+        raise FluxJobsFailedError(
+            f"{len(failures)} of {len(jobids)} Flux jobs of the array failed: {named}{more}",
+            outcomes,
+        )
+
+    def _array_index_of(self, jobids: Sequence[int]) -> dict[int, int]:
+        """Each job's index in the array (jobs are submitted in index order)."""
+        indices = array_indices(self.array) if self.array is not None else []
+        return dict(zip(jobids, indices, strict=False))
+
+    def _log_outputs(
+        self, hook: FluxHook, jobids: Sequence[int], index_of: Mapping[int, int]
+    ) -> None:
+        """Each job's output, ``output_limit`` bytes in all."""
+        left = self.output_limit
+        cut = 0
+        for jobid in jobids:
+            try:
+                events, _ = hook.read_eventlog(jobid, "guest.output")
+            except OSError as err:
+                self.log.warning("could not read the output of job %s: %s",
+                                 format_jobid(jobid), err)  # fmt: skip
+                continue
+            text, left_out = format_output(events, left)
+            if text:
+                self.log.info("output of Flux job %s (index %s):\n%s", format_jobid(jobid),
+                              index_of.get(jobid), text)  # fmt: skip
+            left -= len(text.encode())
+            cut += left_out
+        if cut:
+            self.log.warning(
+                "job output cut at output_limit=%d bytes in all: %d more bytes not shown",
+                self.output_limit, cut,
+            )  # fmt: skip
+
+    # -- one job ---------------------------------------------------------------------
 
     def _finish(self, hook: FluxHook, jobid: int, events: Sequence[JobEvent]) -> int:
         job = format_jobid(jobid)
@@ -331,9 +513,11 @@ class FluxSubmitJobOperator(BaseOperator):
         return f"Airflow stopped task {self.dag_id}.{self.task_id} (run {self._run_id})"
 
     def on_kill(self) -> None:
-        """Cancel the job when the task is killed while it waits in the worker."""
-        if not (self.cancel_on_kill and self.submitted_jobid is not None):
+        """Cancel the jobs when the task is killed while it waits in the worker."""
+        if not (self.cancel_on_kill and self.submitted_jobids):
             return
         reason = self._kill_reason()
-        self.log.info("cancelling Flux job %s: %s", format_jobid(self.submitted_jobid), reason)
-        FluxHook(self.flux_conn_id).cancel(self.submitted_jobid, reason)
+        first = format_jobid(self.submitted_jobids[0])
+        self.log.info("cancelling %d Flux job(s) (%s ...): %s", len(self.submitted_jobids),
+                      first, reason)  # fmt: skip
+        FluxHook(self.flux_conn_id).cancel_many(self.submitted_jobids, reason)

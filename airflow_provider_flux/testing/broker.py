@@ -267,8 +267,12 @@ class SimulatedBroker:
         jobspec = validate_jobspec(payload["J"]) if "J" in payload else {}
         system = jobspec.get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
+        name = options.get("scenario", DEFAULT_SCENARIO)
+        # A job array's jobs (FLUX_JOB_CC) may each play their own scenario.
+        index = str(system.get("environment", {}).get("FLUX_JOB_CC"))
+        name = dict(options.get("scenarios") or {}).get(index, name)
         try:
-            scenario = load_scenario(options.get("scenario", DEFAULT_SCENARIO))
+            scenario = load_scenario(name)
         except ValueError as err:
             raise RequestError(errno.EINVAL, str(err)) from err
         jobid = self._new_jobid()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -63,7 +64,88 @@ PACK_JOBIDS_ABOVE = 16
 FAILURES_SHOWN = 10
 
 
-class FluxJobEventTrigger(BaseTrigger):
+class CancelsJobsOnKill(BaseTrigger):
+    """Cancel-on-kill for triggers that wait on jobs a task submitted.
+
+    When a user kills, clears or marks the deferred task, Airflow 3.3 calls
+    ``on_kill``; before 3.3 the triggerer calls only ``cleanup()``, whatever ended the
+    trigger, so a trigger stopped before it fired makes the same decision there. The
+    jobs are cancelled with ``cancel_reason`` unless the task is still deferred on
+    them (the trigger is moving to another triggerer, apache/airflow#73454, or a
+    triggerer is stopping) or its state cannot be read. A cleared task's new try that
+    is deferred on other jobs (its own XCom ``jobid``) does not save them.
+    """
+
+    cancel_on_kill: bool
+    cancel_reason: str | None
+    flux_conn_id: str
+    _fired: bool
+
+    @abstractmethod
+    def _jobs_to_cancel(self) -> list[int]:
+        """The jobs this trigger waits on."""
+
+    async def on_kill(self) -> None:
+        """Cancel the jobs when a user killed, cleared or marked the deferred task."""
+        await self._cancel_jobs_if_task_stopped()
+
+    async def cleanup(self) -> None:
+        """Before Airflow 3.3, do what ``on_kill`` does, if the trigger had not fired."""
+        if not TRIGGER_ON_KILL_SUPPORTED and not self._fired:
+            await self._cancel_jobs_if_task_stopped()
+
+    async def _cancel_jobs_if_task_stopped(self) -> None:
+        if not self.cancel_on_kill:
+            return
+        jobids = self._jobs_to_cancel()
+        jobs = _describe_jobs(jobids)
+        state = await self.task_state()
+        if state == UNKNOWN_STATE:
+            self.log.info("%s left running: the task's state cannot be read", jobs)
+            return
+        if state == "deferred":
+            waiting_on = await self.task_jobids()
+            if waiting_on is None or set(waiting_on) == set(jobids):
+                # Still deferred on these jobs: another triggerer goes on watching.
+                self.log.info("%s left running: the task is still deferred on it", jobs)
+                return
+            # A new try of a cleared task waits on jobs of its own.
+            state = f"cleared (its new try waits on {_describe_jobs(waiting_on)})"
+        reason = self.cancel_reason or "the Airflow task was killed"
+        self.log.info("task is %s: cancelling %s (%s)", state, jobs, reason)
+        uri = await FluxHook(self.flux_conn_id).aget_uri()
+        await cancel_jobs(jobids, reason, uri)
+
+    async def task_state(self) -> str | None:
+        """The task instance's live state (``UNKNOWN_STATE`` when it cannot be read)."""
+        return await _task_state(self)
+
+    async def task_jobids(self) -> list[int] | None:
+        """The jobs the task's live try submitted: its XCom ``jobid`` (pushed by
+        ``FluxSubmitJobOperator``; Airflow clears it when a new try starts), or None."""
+        return await _task_jobids(self)
+
+
+def _describe_jobs(jobids: Sequence[int]) -> str:
+    if len(jobids) == 1:
+        return f"job {format_jobid(jobids[0])}"
+    return f"{len(jobids)} jobs ({format_jobid(jobids[0])} ...)"
+
+
+async def cancel_jobs(jobids: Sequence[int], reason: str, uri: str | None) -> None:
+    """Cancel jobs on the shared connection, all requests in flight at once; jobs that
+    are inactive already are passed over."""
+    results = await asyncio.gather(
+        *(cancel_job(jobid, reason, uri=uri) for jobid in jobids), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, OSError) and result.errno == errno.EINVAL:
+            continue  # the job is inactive already
+        if isinstance(result, BaseException):
+            raise result
+
+
+class FluxJobEventTrigger(CancelsJobsOnKill):
     """Fires once when a Flux job's eventlog has the awaited event, or when it never will.
 
     The semantics are those of ``flux.job.event_wait`` and ``flux job wait-event``:
@@ -153,48 +235,8 @@ class FluxJobEventTrigger(BaseTrigger):
             },
         )
 
-    async def on_kill(self) -> None:
-        """Cancel the job when a user killed, cleared or marked the deferred task."""
-        await self._cancel_job_if_task_stopped()
-
-    async def cleanup(self) -> None:
-        """Before Airflow 3.3 the triggerer calls no ``on_kill``, only this, whatever
-        ended the trigger: a trigger stopped before it fired asks the task's state
-        and cancels the job as ``on_kill`` would."""
-        if not TRIGGER_ON_KILL_SUPPORTED and not self._fired:
-            await self._cancel_job_if_task_stopped()
-
-    async def _cancel_job_if_task_stopped(self) -> None:
-        if not self.cancel_on_kill:
-            return
-        job = format_jobid(self.jobid)
-        state = await self.task_state()
-        if state == UNKNOWN_STATE:
-            self.log.info("job %s left running: the task's state cannot be read", job)
-            return
-        if state == "deferred":
-            waiting_on = await self.task_jobid()
-            if waiting_on is None or waiting_on == self.jobid:
-                # Still deferred on this job: the trigger is moving to another
-                # triggerer (apache/airflow#73454), or, before Airflow 3.3, this
-                # triggerer is stopping; either way another one goes on watching.
-                self.log.info("job %s left running: the task is still deferred on it", job)
-                return
-            # A new try of a cleared task waits on a job of its own.
-            state = f"cleared (its new try waits on job {format_jobid(waiting_on)})"
-        reason = self.cancel_reason or "the Airflow task was killed"
-        self.log.info("task is %s: cancelling job %s (%s)", state, job, reason)
-        uri = await FluxHook(self.flux_conn_id).aget_uri()
-        await cancel_job(self.jobid, reason, uri=uri)
-
-    async def task_state(self) -> str | None:
-        """The task instance's live state (``UNKNOWN_STATE`` when it cannot be read)."""
-        return await _task_state(self)
-
-    async def task_jobid(self) -> int | None:
-        """The job the task's live try submitted: its XCom ``jobid`` (pushed by
-        ``FluxSubmitJobOperator``; Airflow clears it when a new try starts), or None."""
-        return await _task_jobid(self)
+    def _jobs_to_cancel(self) -> list[int]:
+        return [self.jobid]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         payload = await self._wait()
@@ -270,7 +312,7 @@ class FluxJobEventTrigger(BaseTrigger):
         return self._payload("error", outcome.message, reason=outcome.reason, **extra)
 
 
-class FluxJobsEventTrigger(BaseTrigger):
+class FluxJobsEventTrigger(CancelsJobsOnKill):
     """Fires once when a wait on many jobs is decided, on one shared connection.
 
     Each job is waited on as :class:`FluxJobEventTrigger` waits on one (the same
@@ -298,6 +340,11 @@ class FluxJobsEventTrigger(BaseTrigger):
     :param wait_for: ``"all"``, ``"any"``, or a number N: at least N jobs.
     :param max_failures: how many jobs may fail before the wait fails.
     :param reconnect_attempts: reconnections in a row after a lost connection.
+    :param cancel_on_kill: cancel the jobs, with ``cancel_reason``, when the task is
+        killed, cleared or marked while deferred (see :class:`CancelsJobsOnKill`).
+    :param cancel_reason: the note of that cancel exception.
+    :param deadline: a wall-clock time (seconds since the epoch) at which the jobs
+        still running are cancelled and the wait fails as timed out.
     """
 
     def __init__(
@@ -313,6 +360,9 @@ class FluxJobsEventTrigger(BaseTrigger):
         wait_for: str | int = WAIT_FOR_ALL,
         max_failures: int = 0,
         reconnect_attempts: int = 5,
+        cancel_on_kill: bool = False,
+        cancel_reason: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         self.jobids = parse_jobids(jobids)
@@ -326,8 +376,15 @@ class FluxJobsEventTrigger(BaseTrigger):
         self.wait_for = wait_for
         self.max_failures = max_failures
         self.reconnect_attempts = reconnect_attempts
+        self.cancel_on_kill = cancel_on_kill
+        self.cancel_reason = cancel_reason
+        self.deadline = deadline
         self.spec = EventWaitSpec(event, self.match_context, raise_on_exception, count)
         self.rule = EnsembleRule(wait_for, max_failures, len(self.jobids))
+        self._fired = False
+
+    def _jobs_to_cancel(self) -> list[int]:
+        return self.jobids
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         jobids: list[int] | str = self.jobids
@@ -347,6 +404,9 @@ class FluxJobsEventTrigger(BaseTrigger):
                 "wait_for": self.wait_for,
                 "max_failures": self.max_failures,
                 "reconnect_attempts": self.reconnect_attempts,
+                "cancel_on_kill": self.cancel_on_kill,
+                "cancel_reason": self.cancel_reason,
+                "deadline": self.deadline,
             },
         )
 
@@ -354,6 +414,7 @@ class FluxJobsEventTrigger(BaseTrigger):
         payload = await self._wait()
         log = self.log.info if payload["status"] == "success" else self.log.error
         log("%s", payload["message"])
+        self._fired = True
         yield TriggerEvent(payload)
 
     async def _wait(self) -> dict[str, Any]:
@@ -366,6 +427,28 @@ class FluxJobsEventTrigger(BaseTrigger):
         self.log.info(
             "waiting for %s of %s (%s)", self.spec.describe(), self.rule.describe(), self.eventlog
         )
+        outcomes: dict[int, JobOutcome] = {}
+        if self.deadline is None:
+            return await self._watch(uri, outcomes)
+        try:
+            return await asyncio.wait_for(self._watch(uri, outcomes), self.deadline - time.time())
+        except asyncio.TimeoutError:
+            pass
+        reason = self.cancel_reason or "the Airflow task timed out"
+        running = [jobid for jobid in self.jobids if jobid not in outcomes]
+        self.log.warning("deadline reached, cancelling %s: %s", _describe_jobs(running), reason)
+        try:
+            await cancel_jobs(running, reason, uri)
+            await asyncio.wait_for(self._watch(uri, outcomes), CANCEL_GRACE_SECONDS)
+        except (asyncio.TimeoutError, OSError) as err:
+            self.log.warning("after the cancel: %s", err)
+        return self._payload(
+            "failure", outcomes, f"the task timed out; {len(running)} jobs were cancelled "
+            f"({reason})", REASON_TIMED_OUT,
+        )  # fmt: skip
+
+    async def _watch(self, uri: str | None, outcomes: dict[int, JobOutcome]) -> dict[str, Any]:
+        """Watch the jobs not decided yet until the rule decides; fills ``outcomes``."""
         decided: asyncio.Queue[tuple[int, JobOutcome]] = asyncio.Queue()
         reconnect = Reconnect(attempts=self.reconnect_attempts)
 
@@ -379,9 +462,14 @@ class FluxJobsEventTrigger(BaseTrigger):
                 outcome = JobOutcome(REASON_ERROR, None, f"job {format_jobid(jobid)}: {err!r}")
             decided.put_nowait((jobid, outcome))
 
-        tasks = [asyncio.create_task(wait_on(jobid)) for jobid in self.jobids]
-        outcomes: dict[int, JobOutcome] = {}
-        matched = failed = 0
+        matched = sum(1 for outcome in outcomes.values() if outcome.reason is None)
+        failed = len(outcomes) - matched
+        decision = self.rule.decide(matched, failed)
+        if decision is not None:  # decided before an interruption
+            return self._payload(decision, outcomes)
+        tasks = [
+            asyncio.create_task(wait_on(jobid)) for jobid in self.jobids if jobid not in outcomes
+        ]
         try:
             while True:
                 jobid, outcome = await decided.get()
@@ -401,11 +489,16 @@ class FluxJobsEventTrigger(BaseTrigger):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _payload(
-        self, decision: str, outcomes: Mapping[int, JobOutcome], error: str | None = None
+        self,
+        decision: str,
+        outcomes: Mapping[int, JobOutcome],
+        error: str | None = None,
+        error_reason: str = REASON_CONNECTION,
     ) -> dict[str, Any]:
         return ensemble_payload(
-            self.spec, self.rule, self.eventlog, self.jobids, outcomes, decision, error
-        )
+            self.spec, self.rule, self.eventlog, self.jobids, outcomes, decision,
+            error, error_reason,
+        )  # fmt: skip
 
 
 def ensemble_payload(
@@ -416,9 +509,11 @@ def ensemble_payload(
     outcomes: Mapping[int, JobOutcome],
     decision: str,
     error: str | None = None,
+    error_reason: str = REASON_CONNECTION,
 ) -> dict[str, Any]:
     """The trigger event payload of a decided wait on many jobs (see
-    :class:`FluxJobsEventTrigger`); the poking sensor builds the same."""
+    :class:`FluxJobsEventTrigger`); the poking sensor builds the same. ``error`` (with
+    ``error_reason``) ends the wait whatever the jobs did."""
     jobs = [job_entry(jobid, outcomes.get(jobid)) for jobid in jobids]
     failures = [o for o in outcomes.values() if o.reason is not None]
     matched = len(outcomes) - len(failures)
@@ -439,10 +534,11 @@ def ensemble_payload(
     if decision == "success":
         payload["message"] = f"{what}: done ({counts})" + (f": {shown}" if shown else "")
         return payload
-    connection_lost = error is not None or any(o.reason == REASON_CONNECTION for o in failures)
+    connection_lost = any(o.reason == REASON_CONNECTION for o in failures)
     payload["reason"] = REASON_CONNECTION if connection_lost else REASON_JOBS_FAILED
     if error is not None:
-        payload["message"] = error
+        payload["reason"] = error_reason
+        payload["message"] = f"{what}: {error} ({counts})"
     elif len(failures) > rule.max_failures:
         payload["message"] = (
             f"{what}: {len(failures)} failed, more than the {rule.max_failures} allowed "
@@ -603,16 +699,17 @@ async def _task_state(trigger: BaseTrigger) -> str | None:
     return None if state is None else str(state)
 
 
-async def _task_jobid(trigger: BaseTrigger) -> int | None:
-    """The job ID in the XCom ``jobid`` of the trigger's task instance, if any."""
+async def _task_jobids(trigger: BaseTrigger) -> list[int] | None:
+    """The job IDs in the XCom ``jobid`` of the trigger's task instance (one ID, or
+    the list a job array pushes), if any."""
     response = await _ask_supervisor(trigger, "XCom jobid", _jobid_request)
     value = getattr(response, "value", None)
     if value is None:
         return None
     try:
-        return parse_jobid(value)
+        return [parse_jobid(value)] if isinstance(value, (int, str)) else parse_jobids(value)
     except (TypeError, ValueError):
-        trigger.log.warning("the task's XCom jobid is not a job ID: %r", value)
+        trigger.log.warning("the task's XCom jobid is not a job ID or a list of them: %r", value)
         return None
 
 

@@ -130,3 +130,19 @@ def cancel_note(instance: FluxTestInstance, jobid: int) -> tuple[list[str], str]
     events = list(bindings.job.event_watch(handle, jobid))
     note = next(e.context["note"] for e in events if e.name == "exception")
     return [e.name for e in events], note
+
+
+@pytest.mark.parametrize("dag_id", ["flux_submit_array", "flux_submit_array_in_worker"])
+def test_an_array_of_20_fails_naming_job_7_and_its_exit_code(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str], dag_id: str
+) -> None:
+    result, printed = run(dag_id, capfd)
+    assert result.task_states == {"run": "failed", "count": "upstream_failed"}
+    assert result.tries["run"] == 1
+    assert "1 of 20 Flux jobs of the array failed" in printed
+    assert "(index 7) exited with code 3" in printed
+    # The summary table, and every job's output in the log.
+    assert "index  job" in printed
+    if instance.kind == "real":
+        for index in range(20):
+            assert f"sample {index}\n" in printed

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobid import parse_jobid
+from airflow_provider_flux.jobspec import array_indices
 from airflow_provider_flux.operators.flux import (
     FluxSubmitJobOperator,
     describe_wait_status,
@@ -139,7 +142,7 @@ async def test_on_kill_cancels_the_job_naming_dag_task_and_run(
     use_flux_connection(sim.uri)
     jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
     task = operator(command="true")
-    task.submitted_jobid = jobid
+    task.submitted_jobids = [jobid]
     task._run_id = "manual__1"
     await asyncio.to_thread(task.on_kill)
     events = await asyncio.to_thread(lambda: list(job.event_watch(Flux(sim.uri), jobid)))
@@ -153,7 +156,7 @@ def test_on_kill_leaves_the_job_alone_when_told_to(sim: SimulatedFlux, airflow_d
     use_flux_connection(sim.uri)
     jobid = sim.submit("success", hold_before="finish")
     task = operator(command="true", cancel_on_kill=False)
-    task.submitted_jobid = jobid
+    task.submitted_jobids = [jobid]
     task.on_kill()
     lookup = Flux(sim.uri).rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"]}).get()
     assert "exception" not in json.dumps(lookup)
@@ -164,3 +167,56 @@ def test_the_airflow_queue_stays_the_executor_queue() -> None:
     task = operator(command="true", flux_queue="gpu", queue="celery-hpc")
     assert task.queue == "celery-hpc"
     assert task.build_jobspec()["attributes"]["system"]["queue"] == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("array", "indices"),
+    [(3, [0, 1, 2]), ("1-3", [1, 2, 3]), ("[0,2,4-6]", [0, 2, 4, 5, 6]), ("5-5", [5])],
+)
+def test_array_indices_are_a_count_or_a_flux_idset(array: Any, indices: list[int]) -> None:
+    assert array_indices(array) == indices
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (0, "array must be an integer >= 1"),
+        ("20", "array '20' is text: as an idset it is the one index 20"),
+        ("3-1", "runs backwards"),
+        ("1-", "is not an idset"),
+        ("a-b", "is not an idset"),
+        (True, "array must be a count or an idset"),
+    ],
+)
+def test_bad_arrays_are_refused(array: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        array_indices(array)
+
+
+def test_each_array_job_is_told_its_index_as_flux_submit_cc_does() -> None:
+    task = operator(
+        command=["simulate", "--sample={cc}"], job_name="sweep-{cc}", cwd="/runs/{cc}",
+        attributes={"user.sample": "s{cc}"}, environment={"A": "1"}, array="4-5",
+    )  # fmt: skip
+    spec = task.build_jobspec(5)
+    assert spec["tasks"][0]["command"] == ["simulate", "--sample=5"]
+    system = spec["attributes"]["system"]
+    assert system["job"]["name"] == "sweep-5"
+    assert system["cwd"] == "/runs/5"
+    assert system["environment"] == {"A": "1", "FLUX_JOB_CC": "5"}
+    assert spec["attributes"]["user"]["sample"] == "s5"
+    assert "FLUX_JOB_CC" not in task.build_jobspec()["attributes"]["system"]["environment"]
+
+
+def test_an_array_is_submitted_all_or_none(sim: SimulatedFlux, airflow_db: str) -> None:
+    use_flux_connection(sim.uri)
+    held = operator(command="true", attributes={"system.simulator.hold_before": "alloc"})
+    bad = {"version": 1, "tasks": [], "attributes": {}}
+    with pytest.raises(OSError, match="the 2 jobs accepted were cancelled: ") as caught:
+        FluxHook().submit_many([held.build_jobspec(), held.build_jobspec(), bad])
+    cancelled = str(caught.value).rsplit(": ", 1)[1].split(", ")
+    assert len(cancelled) == 2
+    handle = Flux(sim.uri)
+    for jobid in cancelled:
+        found = handle.rpc("job-info.lookup", {"id": parse_jobid(jobid), "keys": ["eventlog"]})
+        assert '"type":"cancel"' in found.get()["eventlog"]

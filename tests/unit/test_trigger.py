@@ -218,8 +218,8 @@ class TriggerSeeingState(FluxJobEventTrigger):
     async def task_state(self) -> str | None:
         return self.state
 
-    async def task_jobid(self) -> int | None:
-        return self.xcom_jobid
+    async def task_jobids(self) -> list[int] | None:
+        return None if self.xcom_jobid is None else [self.xcom_jobid]
 
 
 OWN_JOB = -1  # stands for the trigger's own job ID in the cases below
@@ -357,7 +357,7 @@ async def test_task_state_and_jobid_are_unknown_outside_a_triggerer() -> None:
         dag_id="d", task_id="t", run_id="r", map_index=-1
     )
     assert await trigger.task_state() == UNKNOWN_STATE
-    assert await trigger.task_jobid() is None
+    assert await trigger.task_jobids() is None
 
 
 async def test_deadline_cancels_the_job_and_fails_as_timed_out(flux_default: SimulatedFlux) -> None:

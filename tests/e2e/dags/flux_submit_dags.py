@@ -42,3 +42,27 @@ with DAG("flux_submit_timeout", schedule=None, start_date=START, catchup=False):
         attributes={"system.simulator.hold_before": "finish"},
         execution_timeout=timedelta(seconds=2),
     )
+
+# A job array: the job at index 7 exits 3 (real Flux runs the command; the simulator
+# plays the scenario mapped to the job's FLUX_JOB_CC).
+ARRAY_COMMAND = "sh -c 'echo sample {cc}; test $FLUX_JOB_CC -ne 7 || exit 3'"
+for dag_id, options in (
+    ("flux_submit_array", {}),
+    ("flux_submit_array_in_worker", {"deferrable": False, "poll_interval": 0.2}),
+):
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False):
+
+        @task
+        def count(jobids: list[int]) -> int:
+            return len(jobids)
+
+        array = FluxSubmitJobOperator(
+            task_id="run",
+            command=ARRAY_COMMAND,
+            array=20,
+            job_name="sample-{cc}",
+            environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+            attributes={"system.simulator.scenarios": {"7": "exit-nonzero"}},
+            **options,
+        )
+        count(array.output)
