@@ -39,6 +39,7 @@ from typing import Any
 
 import psutil
 
+from airflow_provider_flux.hooks.flux import windows
 from benchmarks.watch_benchmark import Instance, machine, off_executor
 
 DESIGNS = ("one task", "N sensor tasks")
@@ -71,17 +72,21 @@ def raise_nonfatal(instance: Instance, jobids: list[int]) -> None:
     """A severity-1 exception on every job, all requests in flight at once."""
     handle = instance.bindings.open(instance.uri)
     payload = {"type": "benchmark", "severity": 1, "note": "burst"}
-    futures = [handle.rpc("job-manager.raise", {"id": j, **payload}) for j in jobids]
-    for future in futures:
-        future.get()
+    for window in windows(jobids):  # all 10,000 at once can abort flux's reactor
+        for future in [handle.rpc("job-manager.raise", {"id": j, **payload}) for j in window]:
+            future.get()
 
 
 def cancel_all(instance: Instance, jobids: list[int]) -> None:
+    """End the held jobs, so the next measurement starts from an empty queue."""
+    if instance.kind == "real":
+        instance._flux("cancel", "--all", "--message=benchmark over")
+        return
     handle = instance.bindings.open(instance.uri)
     payload = {"type": "cancel", "severity": 0, "note": "benchmark over"}
-    futures = [handle.rpc("job-manager.raise", {"id": j, **payload}) for j in jobids]
-    for future in futures:
-        future.get()
+    for window in windows(jobids):
+        for future in [handle.rpc("job-manager.raise", {"id": j, **payload}) for j in window]:
+            future.get()
 
 
 async def run_design(instance: Instance, jobids: list[int], design: str) -> Result:

@@ -269,20 +269,8 @@ class FluxSubmitJobOperator(BaseOperator):
     def execute(self, context: Context) -> int | list[int]:
         if self.array is not None:
             return self._execute_array(context, self.array)
-        try:
-            jobspec = self.build_jobspec()
-        except (TypeError, ValueError) as err:
-            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
         hook = FluxHook(self.flux_conn_id)
-        try:
-            jobid = hook.submit(jobspec, urgency=self.urgency)
-        except OSError as err:
-            raise AirflowFailException(
-                f"Flux at {hook.describe()} rejected the job: {err.strerror or err}"
-            ) from err
-        self.submitted_jobids = [jobid]
-        self._run_id = context.get("run_id")
-        context["ti"].xcom_push(key="jobid", value=jobid)
+        (jobid,) = self._submit(context, hook, [None])
         self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobid), jobid,
                       hook.describe())  # fmt: skip
         if not self.wait_for_completion:
@@ -353,22 +341,32 @@ class FluxSubmitJobOperator(BaseOperator):
 
     # -- job arrays ------------------------------------------------------------------
 
-    def _execute_array(self, context: Context, array: int | str) -> list[int]:
+    def _submit(self, context: Context, hook: FluxHook, indices: Sequence[int | None]) -> list[int]:
+        """Submit one job per index (None: a job that is not in an array), all or none,
+        and push their IDs to XCom (key ``jobid``: one ID, or the array's list)."""
         try:
-            indices = array_indices(array)
             jobspecs = [self.build_jobspec(index) for index in indices]
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
-        hook = FluxHook(self.flux_conn_id)
+        what = "the job" if self.array is None else "a job of the array"
         try:
             jobids = hook.submit_many(jobspecs, urgency=self.urgency)
         except OSError as err:
             raise AirflowFailException(
-                f"Flux at {hook.describe()} rejected a job of the array: {err.strerror or err}"
+                f"Flux at {hook.describe()} rejected {what}: {err.strerror or err}"
             ) from err
         self.submitted_jobids = jobids
         self._run_id = context.get("run_id")
-        context["ti"].xcom_push(key="jobid", value=jobids)
+        context["ti"].xcom_push(key="jobid", value=jobids if self.array is not None else jobids[0])
+        return jobids
+
+    def _execute_array(self, context: Context, array: int | str) -> list[int]:
+        try:
+            indices = array_indices(array)
+        except ValueError as err:
+            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
+        hook = FluxHook(self.flux_conn_id)
+        jobids = self._submit(context, hook, indices)
         self.log.info(
             "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
             format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),

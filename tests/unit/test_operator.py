@@ -220,3 +220,22 @@ def test_an_array_is_submitted_all_or_none(sim: SimulatedFlux, airflow_db: str) 
     for jobid in cancelled:
         found = handle.rpc("job-info.lookup", {"id": parse_jobid(jobid), "keys": ["eventlog"]})
         assert '"type":"cancel"' in found.get()["eventlog"]
+
+
+def test_many_jobs_are_submitted_and_cancelled_a_window_at_a_time(
+    sim: SimulatedFlux, airflow_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_flux.hooks import flux as hook_module
+
+    monkeypatch.setattr(hook_module, "IN_FLIGHT", 3)
+    use_flux_connection(sim.uri)
+    held = operator(command="true", attributes={"system.simulator.hold_before": "alloc"})
+    hook = FluxHook()
+    jobids = hook.submit_many([held.build_jobspec() for _ in range(7)])
+    assert len(set(jobids)) == 7
+    assert jobids == sorted(jobids)  # in submission order
+    hook.cancel_many(jobids, "done")
+    handle = Flux(sim.uri)
+    for jobid in jobids:
+        found = handle.rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"]}).get()
+        assert '"note":"done"' in found["eventlog"]
