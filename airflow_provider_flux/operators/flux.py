@@ -35,6 +35,8 @@ from airflow_provider_flux.triggers.flux import (
 from airflow_provider_flux.version_compat import AirflowFailException, BaseOperator, Context
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
+# A failed array's outcome table lists every job up to this many, else the failed ones.
+TABLE_ROWS = 200
 
 
 class FluxJobFailedError(AirflowFailException):
@@ -404,34 +406,34 @@ class FluxSubmitJobOperator(BaseOperator):
         )
 
     def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
-        """Judge each job of a clean array as one job is judged; fail with a table of
-        the jobs that failed, and how."""
+        """Judge each job of a clean array as one job is judged; on failure, log a
+        table of how every job ended (the failed ones only, past ``TABLE_ROWS``)."""
         index_of = self._array_index_of(jobids)
         self._log_outputs(hook, jobids, index_of)
-        failures: list[tuple[int, str]] = []
         outcomes: list[dict[str, Any]] = []
         for jobid in jobids:
-            events, _ = hook.read_eventlog(jobid)
-            why = job_failure(events)
-            entry: dict[str, Any] = {"jobid": jobid, "index": index_of.get(jobid)}
-            entry["outcome"] = "succeeded" if why is None else why
-            outcomes.append(entry)
-            if why is not None:
-                failures.append((jobid, why))
+            why = job_failure(hook.read_eventlog(jobid)[0])
+            outcomes.append({
+                "jobid": jobid, "index": index_of.get(jobid),
+                "outcome": "succeeded" if why is None else why,
+            })  # fmt: skip
+        failures = [entry for entry in outcomes if entry["outcome"] != "succeeded"]
         if not failures:
             self.log.info("all %d Flux jobs of the array completed successfully", len(jobids))
             return jobids
+        rows = outcomes if len(outcomes) <= TABLE_ROWS else failures
         table = "\n".join(
-            f"  {index_of.get(jobid, ''):>6}  {format_jobid(jobid):<14}  {why}"
-            for jobid, why in failures
+            f"  {entry['index'] if entry['index'] is not None else '':>6}  "
+            f"{format_jobid(entry['jobid']):<14}  {entry['outcome']}"
+            for entry in rows
         )
         self.log.error(
             "%d of %d Flux jobs of the array failed:\n  %6s  %-14s  %s\n%s",
-            len(failures), len(jobids), "index", "job", "how", table,
+            len(failures), len(jobids), "index", "job", "outcome", table,
         )  # fmt: skip
         named = "; ".join(
-            f"job {format_jobid(jobid)} (index {index_of.get(jobid)}) {why}"
-            for jobid, why in failures[:10]
+            f"job {format_jobid(e['jobid'])} (index {e['index']}) {e['outcome']}"
+            for e in failures[:10]
         )
         more = f"; and {len(failures) - 10} more" if len(failures) > 10 else ""
         raise FluxJobsFailedError(

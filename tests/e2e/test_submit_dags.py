@@ -141,8 +141,9 @@ def test_an_array_of_20_fails_naming_job_7_and_its_exit_code(
     assert result.tries["run"] == 1
     assert "1 of 20 Flux jobs of the array failed" in printed
     assert "(index 7) exited with code 3" in printed
-    # The summary table, and every job's output in the log.
+    # The outcome table, every job in it, and every job's output in the log.
     assert "index  job" in printed
+    assert printed.count("  succeeded") == 19
     if instance.kind == "real":
         for index in range(20):
             assert f"sample {index}\n" in printed
