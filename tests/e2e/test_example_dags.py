@@ -43,3 +43,19 @@ def test_submit_example_runs_both_jobs_then_reports(
     assert result.xcoms["report"] == (
         f"simulation job {simulation} and post-processing job {post} succeeded"
     )
+
+
+def test_parameter_sweep_example_waits_on_the_array_as_one_task(
+    flux_instance: FluxTestInstance, airflow_db: str
+) -> None:
+    use_flux_connection(flux_instance.uri)
+    path = next(p for p in EXAMPLES if p.stem == "example_flux_parameter_sweep")
+    result = run_dag(path, "example_flux_parameter_sweep")
+    assert result.state == "success", result.task_states
+    jobids = result.xcoms["sweep"]
+    assert isinstance(jobids, list)
+    assert len(jobids) == 8
+    outcome = result.xcoms["sweep_done"]
+    assert [job["jobid"] for job in outcome["jobs"]] == jobids
+    assert outcome["matched"] >= 6
+    assert result.xcoms["analyze"].startswith(f"{outcome['matched']} of 8 samples finished")
