@@ -40,7 +40,7 @@ from typing import Any
 import psutil
 
 from airflow_provider_flux.hooks.flux import windows
-from benchmarks.watch_benchmark import Instance, machine, off_executor
+from benchmarks.watch_benchmark import Instance, machine, off_executor, start_instance
 
 DESIGNS = ("one task", "N sensor tasks")
 
@@ -169,17 +169,12 @@ def main() -> None:
     if args.measure:
         measure(*args.measure, jobs=args.jobs)
         return
-    from airflow_provider_flux.testing import LocalFluxInstance, SimulatedFlux
-
     kinds = [k for k in args.instances.split(",") if k != "real" or shutil.which("flux")]
     report: dict[str, Any] = {"machine": machine(), "results": []}
     print(f"machine: {report['machine']}", flush=True)
     for kind in kinds:
         with ExitStack() as stack:
-            if kind == "simulated":
-                uri = stack.enter_context(SimulatedFlux(speed=50)).uri
-            else:
-                uri = stack.enter_context(LocalFluxInstance()).uri
+            uri = start_instance(stack, kind)
             for n in (int(s) for s in args.sizes.split(",")):
                 for design in DESIGNS:
                     child = subprocess.run(

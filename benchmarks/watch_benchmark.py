@@ -271,6 +271,13 @@ async def off_executor(action: Callable[[], T]) -> T:
     return await done
 
 
+def start_instance(stack: ExitStack, kind: str) -> str:
+    """Start a ``simulated`` or ``real`` instance for the benchmark's runs; its URI."""
+    if kind == "simulated":
+        return stack.enter_context(SimulatedFlux(speed=50)).uri
+    return stack.enter_context(LocalFluxInstance()).uri
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -323,10 +330,7 @@ def main() -> None:
     print(f"machine: {report['machine']}", flush=True)
     for kind in kinds:
         with ExitStack() as stack:
-            if kind == "simulated":
-                uri = stack.enter_context(SimulatedFlux(speed=50)).uri
-            else:
-                uri = stack.enter_context(LocalFluxInstance()).uri
+            uri = start_instance(stack, kind)
             for n in sizes:
                 for design in ("engine", "floor", "naive"):
                     child = subprocess.run(
