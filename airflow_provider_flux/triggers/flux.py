@@ -6,7 +6,7 @@ import asyncio
 import errno
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,10 +74,14 @@ class CancelsJobsOnKill(BaseTrigger):
     them (the trigger is moving to another triggerer, apache/airflow#73454, or a
     triggerer is stopping) or its state cannot be read. A cleared task's new try that
     is deferred on other jobs (its own XCom ``jobid``) does not save them.
+
+    It also keeps the ``deadline`` (a task's ``execution_timeout``, which Airflow does
+    not enforce on deferred tasks in a way that reaches Flux): see :meth:`_watch_until`.
     """
 
     cancel_on_kill: bool
     cancel_reason: str | None
+    deadline: float | None
     flux_conn_id: str
     _fired: bool
 
@@ -115,6 +119,35 @@ class CancelsJobsOnKill(BaseTrigger):
         self.log.info("task is %s: cancelling %s (%s)", state, jobs, reason)
         uri = await FluxHook(self.flux_conn_id).aget_uri()
         await cancel_jobs(jobids, reason, uri)
+
+    async def _watch_until(
+        self,
+        watch: Callable[[], Awaitable[dict[str, Any]]],
+        running: Callable[[], list[int]],
+        uri: str | None,
+    ) -> dict[str, Any] | list[int]:
+        """The payload ``watch()`` comes to or, when the deadline comes first, the jobs
+        it cancelled: those still ``running()``; ``watch()`` is then given
+        ``CANCEL_GRACE_SECONDS`` more to see them end (their output is complete then)."""
+        if self.deadline is None:
+            return await watch()
+        try:
+            return await asyncio.wait_for(watch(), self.deadline - time.time())
+        except asyncio.TimeoutError:
+            pass
+        jobids = running()
+        reason = self.timeout_reason()
+        self.log.warning("deadline reached, cancelling %s: %s", _describe_jobs(jobids), reason)
+        try:
+            await cancel_jobs(jobids, reason, uri)
+            await asyncio.wait_for(watch(), CANCEL_GRACE_SECONDS)
+        except (asyncio.TimeoutError, OSError) as err:
+            self.log.warning("after the cancel: %s", err)
+        return jobids
+
+    def timeout_reason(self) -> str:
+        """The note of the cancel at the deadline."""
+        return self.cancel_reason or "the Airflow task timed out"
 
     async def task_state(self) -> str | None:
         """The task instance's live state (``UNKNOWN_STATE`` when it cannot be read)."""
@@ -270,22 +303,12 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
                 reason=REASON_CONNECTION,
             )
         self.log.info("waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog)
-        if self.deadline is None:
-            return await self._watch(uri, job)
-        try:
-            return await asyncio.wait_for(self._watch(uri, job), self.deadline - time.time())
-        except asyncio.TimeoutError:
-            pass
-        reason = self.cancel_reason or "the Airflow task timed out"
-        self.log.warning("job %s: deadline reached, cancelling it: %s", job, reason)
-        try:
-            await cancel_job(self.jobid, reason, uri=uri)
-            await asyncio.wait_for(self._watch(uri, job), CANCEL_GRACE_SECONDS)
-        except (asyncio.TimeoutError, OSError) as err:
-            self.log.warning("job %s: after the cancel: %s", job, err)
+        payload = await self._watch_until(lambda: self._watch(uri, job), self._jobs_to_cancel, uri)
+        if isinstance(payload, dict):
+            return payload
         return self._payload(
             "error",
-            f"job {job}: the task timed out; the job was cancelled ({reason})",
+            f"job {job}: the task timed out; the job was cancelled ({self.timeout_reason()})",
             reason=REASON_TIMED_OUT,
         )
 
@@ -428,23 +451,16 @@ class FluxJobsEventTrigger(CancelsJobsOnKill):
             "waiting for %s of %s (%s)", self.spec.describe(), self.rule.describe(), self.eventlog
         )
         outcomes: dict[int, JobOutcome] = {}
-        if self.deadline is None:
-            return await self._watch(uri, outcomes)
-        try:
-            return await asyncio.wait_for(self._watch(uri, outcomes), self.deadline - time.time())
-        except asyncio.TimeoutError:
-            pass
-        reason = self.cancel_reason or "the Airflow task timed out"
-        running = [jobid for jobid in self.jobids if jobid not in outcomes]
-        self.log.warning("deadline reached, cancelling %s: %s", _describe_jobs(running), reason)
-        try:
-            await cancel_jobs(running, reason, uri)
-            await asyncio.wait_for(self._watch(uri, outcomes), CANCEL_GRACE_SECONDS)
-        except (asyncio.TimeoutError, OSError) as err:
-            self.log.warning("after the cancel: %s", err)
+        payload = await self._watch_until(
+            lambda: self._watch(uri, outcomes),
+            lambda: [jobid for jobid in self.jobids if jobid not in outcomes],
+            uri,
+        )
+        if isinstance(payload, dict):
+            return payload
         return self._payload(
-            "failure", outcomes, f"the task timed out; {len(running)} jobs were cancelled "
-            f"({reason})", REASON_TIMED_OUT,
+            "failure", outcomes, f"the task timed out; {len(payload)} jobs were cancelled "
+            f"({self.timeout_reason()})", REASON_TIMED_OUT,
         )  # fmt: skip
 
     async def _watch(self, uri: str | None, outcomes: dict[int, JobOutcome]) -> dict[str, Any]:

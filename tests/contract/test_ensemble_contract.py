@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -127,3 +128,19 @@ async def test_at_least_n_fails_as_soon_as_too_few_can_still_match(
     assert "too few jobs can still match" in payload["message"]
     assert (payload["failed"], payload["pending"]) == (2, 3)
     await cancel(instance, jobids[2:])
+
+
+async def test_the_deadline_cancels_the_jobs_still_running_and_fails_as_timed_out(
+    instance: FluxTestInstance,
+) -> None:
+    jobids = await held_jobs(instance, 3)
+    trigger = FluxJobsEventTrigger(
+        jobids, "clean", raise_on_exception=False, cancel_reason="too slow",
+        deadline=time.time() + 1.0,
+    )  # fmt: skip
+    payload = await outcome(trigger)
+    assert payload["status"] == "error"
+    assert payload["reason"] == "timed_out"
+    assert "the task timed out; 3 jobs were cancelled (too slow)" in payload["message"]
+    # Within the grace period the cancelled jobs end, so each one's clean is seen.
+    assert [entry["outcome"] for entry in payload["jobs"]] == ["matched"] * 3
