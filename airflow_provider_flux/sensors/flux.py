@@ -25,6 +25,7 @@ from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobids import parse_jobids
 from airflow_provider_flux.triggers.flux import (
+    REASON_EVENTLOG_ENDED,
     REASON_JOB_EXCEPTION,
     REASON_NOT_FOUND,
     REASON_PERMISSION,
@@ -172,26 +173,35 @@ class FluxJobEventSensor(FluxEventSensorBase):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
         spec, eventlog = self._spec(), self._eventlog()
-        hook = FluxHook(self.flux_conn_id)
-        try:
-            events, complete = hook.read_eventlog(jobid, eventlog)
-        except FileNotFoundError as err:
-            raise FluxJobNotFoundError(str(err)) from err
-        except PermissionError as err:
-            raise FluxJobNotFoundError(str(err)) from err
-        except OSError as err:
-            raise FluxConnectionFailedError(str(err)) from err
-        result = spec.judge_eventlog(events, complete)
-        if result is None:
+        outcome = _poke_job(FluxHook(self.flux_conn_id), spec, jobid, eventlog)
+        if outcome is None:
             return False
-        outcome = outcome_of(spec, jobid, eventlog, result)
         if outcome.reason is None:
             self.log.info("%s", outcome.message)
             value = {**(outcome.event_dict() or {}), "jobid": jobid, "job": format_jobid(jobid)}
             return PokeReturnValue(is_done=True, xcom_value=value)
         if outcome.reason == REASON_JOB_EXCEPTION:
             raise FluxJobExceptionError(outcome.message, jobid, outcome.event_dict() or {})
-        raise FluxEventNeverHappenedError(outcome.message)
+        if outcome.reason == REASON_EVENTLOG_ENDED:
+            raise FluxEventNeverHappenedError(outcome.message)
+        raise FluxJobNotFoundError(outcome.message)
+
+
+def _poke_job(hook: FluxHook, spec: EventWaitSpec, jobid: int, eventlog: str) -> JobOutcome | None:
+    """One job's outcome from its eventlog as it stands, or None to keep waiting.
+
+    :raises FluxConnectionFailedError: the instance could not be read (a retry may help).
+    """
+    try:
+        events, complete = hook.read_eventlog(jobid, eventlog)
+    except FileNotFoundError as err:
+        return JobOutcome(REASON_NOT_FOUND, None, str(err))
+    except PermissionError as err:
+        return JobOutcome(REASON_PERMISSION, None, str(err))
+    except OSError as err:
+        raise FluxConnectionFailedError(str(err)) from err
+    result = spec.judge_eventlog(events, complete)
+    return None if result is None else outcome_of(spec, jobid, eventlog, result)
 
 
 class FluxJobsEventSensor(FluxEventSensorBase):
@@ -274,19 +284,9 @@ class FluxJobsEventSensor(FluxEventSensorBase):
         hook = FluxHook(self.flux_conn_id)
         outcomes: dict[int, JobOutcome] = {}
         for jobid in jobids:
-            try:
-                events, complete = hook.read_eventlog(jobid, eventlog)
-            except FileNotFoundError as err:
-                outcomes[jobid] = JobOutcome(REASON_NOT_FOUND, None, str(err))
-                continue
-            except PermissionError as err:
-                outcomes[jobid] = JobOutcome(REASON_PERMISSION, None, str(err))
-                continue
-            except OSError as err:
-                raise FluxConnectionFailedError(str(err)) from err
-            result = spec.judge_eventlog(events, complete)
-            if result is not None:
-                outcomes[jobid] = outcome_of(spec, jobid, eventlog, result)
+            outcome = _poke_job(hook, spec, jobid, eventlog)
+            if outcome is not None:
+                outcomes[jobid] = outcome
         matched = sum(1 for outcome in outcomes.values() if outcome.reason is None)
         decision = rule.decide(matched, len(outcomes) - matched)
         if decision is None:
