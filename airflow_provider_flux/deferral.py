@@ -10,6 +10,7 @@ from typing import Any
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
+    FluxInvalidWaitError,
     FluxJobExceptionError,
     FluxJobNotFoundError,
     FluxJobsFailedError,
@@ -17,6 +18,7 @@ from airflow_provider_flux.exceptions import (
 from airflow_provider_flux.triggers.flux import (
     REASON_CONNECTION,
     REASON_EVENTLOG_ENDED,
+    REASON_INVALID,
     REASON_JOB_EXCEPTION,
     REASON_JOBS_FAILED,
     REASON_TIMED_OUT,
@@ -52,4 +54,6 @@ def raise_for_failure(event: Mapping[str, Any]) -> None:
         raise FluxConnectionFailedError(message)
     if reason == REASON_TIMED_OUT:
         raise AirflowTaskTimeout(message)
+    if reason == REASON_INVALID:
+        raise FluxInvalidWaitError(message)
     raise FluxJobNotFoundError(message)

@@ -24,7 +24,7 @@ from airflow.sdk import (
     PokeReturnValue,
     timezone,
 )
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TaskSuccessEvent, TriggerEvent
 from packaging.version import Version
 
 
@@ -40,6 +40,10 @@ AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
 # The triggerer calls ``BaseTrigger.on_kill`` when a deferred task is killed,
 # cleared or marked (3.3 and newer).
 TRIGGER_ON_KILL_SUPPORTED = AIRFLOW_V_3_3_PLUS
+
+# A task started in the triggerer (``start_from_trigger``) has its templated fields
+# rendered there (3.3 and newer); before, the trigger gets them as written.
+TRIGGER_RENDERS_TEMPLATES = AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import conf
@@ -88,6 +92,7 @@ __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "TRIGGER_ON_KILL_SUPPORTED",
+    "TRIGGER_RENDERS_TEMPLATES",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -98,7 +103,9 @@ __all__ = [
     "BaseTrigger",
     "Context",
     "PokeReturnValue",
+    "StartTriggerArgs",
     "TaskDeferred",
+    "TaskSuccessEvent",
     "TriggerEvent",
     "conf",
     "dag_bag_class",

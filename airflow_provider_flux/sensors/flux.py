@@ -3,6 +3,7 @@ Flux job, or of many."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,16 +30,21 @@ from airflow_provider_flux.triggers.flux import (
     REASON_JOB_EXCEPTION,
     REASON_NOT_FOUND,
     REASON_PERMISSION,
+    STATUS_START_IN_WORKER,
     FluxJobEventTrigger,
     FluxJobsEventTrigger,
     JobOutcome,
     ensemble_payload,
+    is_template,
+    job_event_result,
     outcome_of,
 )
 from airflow_provider_flux.version_compat import (
+    TRIGGER_RENDERS_TEMPLATES,
     BaseSensorOperator,
     Context,
     PokeReturnValue,
+    StartTriggerArgs,
     timezone,
 )
 
@@ -126,16 +132,85 @@ class FluxJobEventSensor(FluxEventSensorBase):
     exception before it fails the task without retry (``soft_fail``: skips it), with
     the job ID, the exception type and its note in the message.
 
+    How many times a deferred wait takes a worker: by default once, to start and
+    defer; a successful wait ends in the triggerer (``end_from_trigger``). With
+    ``start_from_trigger`` too, none: the task starts in the triggerer, which renders
+    its templated fields there on Airflow 3.3 and newer. Whatever fails (a fatal
+    exception, a job that is not found, a bad argument) resumes in a worker, which
+    fails the task as a worker-run wait does (no retry, ``soft_fail``, callbacks).
+
     :param jobid: the job ID, any Flux encoding (templated: e.g. from an upstream XCom).
+    :param start_from_trigger: start in the triggerer, without a worker (default
+        False). Falls back to starting in a worker, saying why in the task log, for a
+        mapped task (Airflow expands its arguments only in a worker), and, before
+        Airflow 3.3, for templated fields (the triggerer does not render them).
+    :param end_from_trigger: end a successful wait in the triggerer, without a
+        worker (default True).
 
     The other arguments are :class:`FluxEventSensorBase`'s.
     """
 
     template_fields: Sequence[str] = ("jobid", "event", "eventlog", "match_context")
+    # What a task started in the triggerer gets when Airflow has not built it (a mapped
+    # task): no job ID, which the trigger answers by sending it to a worker to start.
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=f"{FluxJobEventTrigger.__module__}.{FluxJobEventTrigger.__qualname__}",
+        trigger_kwargs={"jobid": None, "event": ""},
+        next_method="execute_complete",
+        next_kwargs=None,
+        timeout=None,
+    )
+    start_from_trigger = False
 
-    def __init__(self, *, jobid: int | str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        jobid: int | str,
+        start_from_trigger: bool = False,
+        end_from_trigger: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.jobid = jobid
+        self.end_from_trigger = end_from_trigger
+        self.start_from_trigger = start_from_trigger and self._can_start_from_trigger()
+        if self.start_from_trigger:
+            self.start_trigger_args = dataclasses.replace(
+                self.start_trigger_args,
+                trigger_kwargs=self._trigger_kwargs(self.jobid, self.eventlog),
+                timeout=timedelta(seconds=self.timeout),
+            )
+
+    def _can_start_from_trigger(self) -> bool:
+        """Whether the triggerer can start this wait; if not, say why."""
+        why = None
+        if not self.deferrable:
+            why = "the sensor is not deferrable"
+        elif any(is_template(getattr(self, field)) for field in self.template_fields):
+            if not TRIGGER_RENDERS_TEMPLATES:
+                why = "the triggerer renders templated fields only from Airflow 3.3"
+        else:
+            try:
+                FluxJobEventTrigger(**self._trigger_kwargs(self.jobid, self.eventlog))
+            except ValueError as err:
+                why = f"its arguments are not a valid wait ({err}); the worker fails it"
+        if why is not None:
+            self.log.warning("%s starts in a worker, not the triggerer: %s", self.task_id, why)
+        return why is None
+
+    def _trigger_kwargs(self, jobid: Any, eventlog: str) -> dict[str, Any]:
+        return {
+            "jobid": jobid,
+            "event": self.event,
+            "eventlog": eventlog,
+            "flux_conn_id": self.flux_conn_id,
+            "match_context": self.match_context,
+            "raise_on_exception": self.raise_on_exception,
+            "waitcreate": self.waitcreate,
+            "count": self.count,
+            "end_from_trigger": self.end_from_trigger,
+            "xcom_push": self.do_xcom_push,
+        }
 
     def _validated_jobid(self) -> int:
         try:
@@ -151,24 +226,17 @@ class FluxJobEventSensor(FluxEventSensorBase):
             return super().execute(context)
         self.log.info("deferring until %s of Flux job %s", spec.describe(), format_jobid(jobid))
         self.defer(
-            trigger=FluxJobEventTrigger(
-                jobid=jobid,
-                event=self.event,
-                eventlog=eventlog,
-                flux_conn_id=self.flux_conn_id,
-                match_context=self.match_context,
-                raise_on_exception=self.raise_on_exception,
-                waitcreate=self.waitcreate,
-                count=self.count,
-            ),
+            trigger=FluxJobEventTrigger(**self._trigger_kwargs(jobid, eventlog)),
             method_name="execute_complete",
             timeout=self._time_left(context),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: return the event, or fail with why."""
-        event = self._checked(event)
-        return {**event["event"], "jobid": event["jobid"], "job": event["job"]}
+        if event and event.get("status") == STATUS_START_IN_WORKER:
+            self.log.info("%s", event.get("message"))
+            return self.execute(context)
+        return job_event_result(self._checked(event))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
@@ -178,8 +246,8 @@ class FluxJobEventSensor(FluxEventSensorBase):
             return False
         if outcome.reason is None:
             self.log.info("%s", outcome.message)
-            value = {**(outcome.event_dict() or {}), "jobid": jobid, "job": format_jobid(jobid)}
-            return PokeReturnValue(is_done=True, xcom_value=value)
+            payload = {"event": outcome.event_dict(), "jobid": jobid, "job": format_jobid(jobid)}
+            return PokeReturnValue(is_done=True, xcom_value=job_event_result(payload))
         if outcome.reason == REASON_JOB_EXCEPTION:
             raise FluxJobExceptionError(outcome.message, jobid, outcome.event_dict() or {})
         if outcome.reason == REASON_EVENTLOG_ENDED:

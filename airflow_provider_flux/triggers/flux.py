@@ -34,6 +34,7 @@ from airflow_provider_flux.jobids import pack_jobids, parse_jobids
 from airflow_provider_flux.version_compat import (
     TRIGGER_ON_KILL_SUPPORTED,
     BaseTrigger,
+    TaskSuccessEvent,
     TriggerEvent,
 )
 
@@ -47,6 +48,12 @@ REASON_ERROR = "error"
 # A wait on many jobs failed: more of them failed than it tolerates.
 REASON_JOBS_FAILED = "jobs_failed"
 REASON_TIMED_OUT = "timed_out"
+# The wait's arguments (as rendered in the triggerer) are not a valid wait.
+REASON_INVALID = "invalid"
+
+# The ``status`` of an event that sends a task started in the triggerer to a worker,
+# to start there: the trigger did not get what it needs to wait.
+STATUS_START_IN_WORKER = "start_in_worker"
 
 # After cancelling a job at its deadline, how long to wait for it to end (its
 # output is complete then).
@@ -213,11 +220,26 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
     :param cancel_reason: the note of that cancel exception.
     :param deadline: a wall-clock time (seconds since the epoch) at which the job is
         cancelled and the wait fails as timed out (Airflow calls no ``on_kill`` then).
+    :param end_from_trigger: end the task here when the wait succeeds
+        (``TaskSuccessEvent``, with :func:`job_event_result` as its XCom
+        ``return_value`` when ``xcom_push``), so it never returns to a worker. A
+        failed wait still resumes the task in a worker, where it fails without retry
+        or, with ``soft_fail``, skips.
+    :param xcom_push: with ``end_from_trigger``, push the result as the task's XCom.
+
+    A task that starts in the triggerer (``start_from_trigger``) may give ``jobid``,
+    ``event``, ``eventlog`` and ``match_context`` as Jinja templates, which Airflow
+    renders here; they are checked when the trigger runs, and a bad one fails the wait
+    (``reason`` ``invalid``). With no ``jobid`` at all (a mapped task, whose arguments
+    Airflow expands only in a worker) the trigger sends the task to a worker to start
+    there (``status`` ``start_in_worker``).
     """
+
+    spec: EventWaitSpec
 
     def __init__(
         self,
-        jobid: int | str,
+        jobid: int | str | None,
         event: str,
         eventlog: str = "eventlog",
         flux_conn_id: str = FluxHook.default_conn_name,
@@ -230,13 +252,17 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         cancel_reason: str | None = None,
         deadline: float | None = None,
         count: int = 1,
+        end_from_trigger: bool = False,
+        xcom_push: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
-        self.jobid = parse_jobid(jobid)
+        # Until _resolve() (at once, unless a field is a template rendered later in
+        # the triggerer), these are the values as given.
+        self.jobid: Any = jobid
         self.event = event
-        self.eventlog = resolve_eventlog(eventlog)
+        self.eventlog = eventlog
+        self.match_context: Any = match_context or {}
         self.flux_conn_id = flux_conn_id
-        self.match_context = dict(match_context or {})
         self.raise_on_exception = raise_on_exception
         self.waitcreate = waitcreate
         self.reconnect_attempts = reconnect_attempts
@@ -245,8 +271,28 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         self.cancel_reason = cancel_reason
         self.deadline = deadline
         self.count = count
-        self.spec = EventWaitSpec(event, self.match_context, raise_on_exception, count)
+        self.end_from_trigger = end_from_trigger
+        self.xcom_push = xcom_push
         self._fired = False
+        if jobid is not None and not any(
+            is_template(value) for value in (jobid, event, eventlog, match_context)
+        ):
+            self._resolve()
+
+    def _resolve(self) -> None:
+        """Check the wait's fields and turn them into the job ID, eventlog path and
+        :class:`EventWaitSpec` the wait uses.
+
+        :raises ValueError: the fields do not make a valid wait.
+        """
+        self.jobid = parse_jobid(self.jobid)
+        self.eventlog = resolve_eventlog(self.eventlog)
+        if not isinstance(self.match_context, Mapping):
+            raise ValueError(f"match_context must be a mapping, not {self.match_context!r}")
+        self.match_context = dict(self.match_context)
+        self.spec = EventWaitSpec(
+            self.event, self.match_context, self.raise_on_exception, self.count
+        )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -265,17 +311,40 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
                 "cancel_reason": self.cancel_reason,
                 "deadline": self.deadline,
                 "count": self.count,
+                "end_from_trigger": self.end_from_trigger,
+                "xcom_push": self.xcom_push,
             },
         )
 
     def _jobs_to_cancel(self) -> list[int]:
-        return [self.jobid]
+        return [self.jobid] if isinstance(self.jobid, int) else []
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        payload = await self._wait()
+        if self.jobid is None:
+            message = (
+                "no job ID reached the triggerer (Airflow expands a mapped task's arguments "
+                "only in a worker): the task starts in a worker instead"
+            )
+            self.log.info("%s", message)
+            self._fired = True
+            yield TriggerEvent({"status": STATUS_START_IN_WORKER, "message": message})
+            return
+        try:
+            self._resolve()  # the fields as rendered, if the task started here
+        except (TypeError, ValueError) as err:
+            payload = {"status": "error", "reason": REASON_INVALID, "message": str(err)}
+        else:
+            payload = await self._wait()
         log = self.log.info if payload["status"] == "success" else self.log.error
         log("%s", payload["message"])
         self._fired = True
+        # dag.test() runs a trigger inline, with no trigger ID, and resumes the task
+        # whatever the event: it gets the payload, as from a trigger that does not end.
+        ran_by_triggerer = self.trigger_id is not None
+        if payload["status"] == "success" and self.end_from_trigger and ran_by_triggerer:
+            result = job_event_result(payload)
+            yield TaskSuccessEvent(xcoms={"return_value": result} if self.xcom_push else None)
+            return
         yield TriggerEvent(payload)
 
     def _payload(self, status: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -333,6 +402,21 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         if outcome.errno is not None:
             extra["errno"] = outcome.errno
         return self._payload("error", outcome.message, reason=outcome.reason, **extra)
+
+
+def job_event_result(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a successful wait on one job returns (the task's XCom): the event's
+    ``name``, ``timestamp`` and ``context``, with ``jobid`` and ``job`` (F58)."""
+    return {**payload["event"], "jobid": payload["jobid"], "job": payload["job"]}
+
+
+def is_template(value: Any) -> bool:
+    """Whether a field is (or holds) a Jinja template that Airflow has yet to render."""
+    if isinstance(value, str):
+        return any(mark in value for mark in ("{{", "{%", "{#"))
+    if isinstance(value, Mapping):
+        return any(is_template(item) for item in value.values())
+    return False
 
 
 class FluxJobsEventTrigger(CancelsJobsOnKill):

@@ -56,6 +56,8 @@ def test_serialize_round_trips() -> None:
         cancel_reason="killed",
         deadline=1800000000.5,
         count=3,
+        end_from_trigger=True,
+        xcom_push=False,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -73,6 +75,8 @@ def test_serialize_round_trips() -> None:
         "cancel_reason": "killed",
         "deadline": 1800000000.5,
         "count": 3,
+        "end_from_trigger": True,
+        "xcom_push": False,
     }
     assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
 

@@ -1,0 +1,410 @@
+"""A real Airflow deployment for end-to-end tests: PostgreSQL, then Airflow's
+scheduler, dag-processor, triggerer and api-server as separate processes, driven
+through Airflow's REST API.
+
+``dag.test()`` runs a DAG in one process, with triggers inline; this runs what it
+skips: the trigger table, a triggerer process that can be killed and restarted, the
+cancel and on_kill paths of a mark or a clear, and task logs as the UI shows them.
+
+>>> with PostgresServer() as db, AirflowDeployment(dags, db.url) as af:  # doctest: +SKIP
+...     run_id = af.trigger("my_dag")
+...     af.wait_for_run("my_dag", run_id)
+
+PostgreSQL comes from the machine (Debian's ``postgresql`` package: ``initdb`` and
+``pg_ctl`` on PATH or under ``/usr/lib/postgresql/*/bin``); the driver is
+``psycopg2``. When run as root, the server runs as the ``postgres`` user, since
+PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+# Airflow's processes, in the order they start.
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+TERMINAL_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+
+def find_postgres_bin() -> Path | None:
+    """The directory of ``initdb`` and ``pg_ctl``, or None when PostgreSQL is not installed."""
+    initdb = shutil.which("initdb")
+    if initdb is not None:
+        return Path(initdb).resolve().parent
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """Call ``check`` until it returns something other than None; that value.
+
+    :raises TimeoutError: naming ``what`` when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL server on a free local port, trusting local connections.
+
+    :param workdir: where its data directory goes (default: a new temporary directory).
+    """
+
+    def __init__(self, workdir: str | None = None) -> None:
+        bindir = find_postgres_bin()
+        if bindir is None:
+            raise FileNotFoundError(
+                "PostgreSQL is not installed (initdb not found): apt-get install postgresql"
+            )
+        self.bindir = bindir
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="airflow-pg-"))
+        self.datadir = self.workdir / "pgdata"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *command: str) -> None:
+        result = subprocess.run(
+            [*self._as_user, *command], capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed: {result.stderr.strip() or result.stdout}")
+
+    def start(self) -> PostgresServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._as_user:
+            pw = pwd.getpwnam("postgres")
+            os.chmod(self.workdir, 0o755)
+            self.datadir.mkdir()
+            os.chown(self.datadir, pw.pw_uid, pw.pw_gid)
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "airflow",
+            "--auth=trust", "--encoding=UTF8", "--no-sync",
+        )  # fmt: skip
+        options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
+            str(self.datadir / "server.log"), "-o", options, "-w", "start",
+        )  # fmt: skip
+        self._run(
+            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+            "-U", "airflow", "airflow",
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.datadir.exists():
+            subprocess.run(
+                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
+                 "-m", "immediate", "-w", "stop"],
+                capture_output=True, timeout=60,
+            )  # fmt: skip
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class AirflowDeployment:
+    """Airflow's scheduler, dag-processor, triggerer and api-server as processes.
+
+    LocalExecutor, the simple auth manager with every user an admin, DAGs unpaused at
+    creation. Each process writes to ``<home>/<component>.log``; task logs are under
+    ``<home>/logs``. Connections are given as ``connections`` (conn id to the JSON
+    form Airflow reads from ``AIRFLOW_CONN_*`` variables).
+
+    :param dags_folder: the DAG files.
+    :param database_url: the metadata database (e.g. :attr:`PostgresServer.url`).
+    :param home: ``AIRFLOW_HOME`` (default: a new temporary directory).
+    :param parallelism: the executor's worker slots.
+    :param connections: Airflow connections, by conn id.
+    :param env: more environment for every process.
+    """
+
+    def __init__(
+        self,
+        dags_folder: str | os.PathLike[str],
+        database_url: str,
+        *,
+        home: str | None = None,
+        parallelism: int = 8,
+        connections: Mapping[str, Mapping[str, Any]] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.home = Path(home or tempfile.mkdtemp(prefix="airflow-deployment-"))
+        self.api_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.api_port}"
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+            **{
+                f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(dict(conn))
+                for conn_id, conn in (connections or {}).items()
+            },
+            **(env or {}),
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._client: httpx.Client | None = None
+
+    # -- processes -----------------------------------------------------------------
+
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        """Run an ``airflow`` CLI command in this deployment; its output."""
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *args], env=self.env,
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+        return result.stdout
+
+    def start(self, timeout: float = 180) -> AirflowDeployment:
+        """Migrate the database, start every component, wait until the API answers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.airflow("db", "migrate")
+        try:
+            for component in COMPONENTS:
+                self.start_component(component)
+            wait_until(self._token, timeout, "the api-server to answer")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_component(self, component: str) -> None:
+        """Start one component (after :meth:`kill`, to restart it)."""
+        log = open(self.home / f"{component}.log", "ab")  # noqa: SIM115  # the child owns it
+        with log:
+            self.processes[component] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", *component.split()],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
+        """Stop one component and its children with ``sig`` (SIGKILL: as a crash)."""
+        process = self.processes.pop(component)
+        _signal_group(process, sig)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        if sig != signal.SIGKILL:
+            _signal_group(process, signal.SIGKILL)  # leftover children
+
+    def component_log(self, component: str) -> str:
+        return (self.home / f"{component}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Stop every component (SIGTERM, then SIGKILL), and remove the home."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        for component in reversed(list(self.processes)):
+            self.kill(component, signal.SIGTERM)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> AirflowDeployment:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- REST API ------------------------------------------------------------------
+
+    def _token(self) -> str | None:
+        for component, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.component_log(component)[-3000:]
+                raise RuntimeError(f"airflow {component} exited:\n{tail}")
+        try:
+            response = httpx.get(f"{self.base_url}/auth/token", timeout=5)
+        except httpx.HTTPError:
+            return None
+        if response.status_code >= 300:
+            return None
+        token = str(response.json()["access_token"])
+        self._client = httpx.Client(
+            base_url=f"{self.base_url}/api/v2",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        return token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the REST API (``/api/v2`` + ``path``); the decoded JSON answer."""
+        if self._client is None:
+            raise RuntimeError("the deployment is not started")
+        response = self._client.request(method, path, **kwargs)
+        if response.status_code >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        """Wait until the dag-processor has parsed ``dag_id``."""
+
+        def parsed() -> bool | None:
+            try:
+                self.api("GET", f"/dags/{dag_id}")
+            except RuntimeError as err:
+                if " 404 " in str(err):
+                    return None
+                raise
+            return True
+
+        wait_until(parsed, timeout, f"DAG {dag_id} to be parsed", interval=0.5)
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Start a run of ``dag_id`` now (parsing it first if need be); its run ID."""
+        self.wait_for_dag(dag_id)
+        run = self.api(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
+        )
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait until the run ends; its state (``success`` or ``failed``)."""
+
+        def ended() -> str | None:
+            state = self.run_state(dag_id, run_id)
+            return state if state in TERMINAL_RUN_STATES else None
+
+        return wait_until(ended, timeout, f"run {run_id} of {dag_id} to end", interval=0.5)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run (each map index of a mapped task)."""
+        answer = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )
+        return list(answer["task_instances"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], str | None]:
+        """``(task_id, map_index)`` to state."""
+        return {
+            (ti["task_id"], ti["map_index"]): ti["state"]
+            for ti in self.task_instances(dag_id, run_id)
+        }
+
+    def wait_for_task(
+        self, dag_id: str, run_id: str, task_id: str, states: set[str], map_index: int = -1,
+        timeout: float = 120,
+    ) -> str:  # fmt: skip
+        """Wait until a task instance is in one of ``states``; that state."""
+
+        def reached() -> str | None:
+            state = self.task_states(dag_id, run_id).get((task_id, map_index))
+            return state if state in states else None
+
+        return wait_until(reached, timeout, f"{task_id}[{map_index}] to be {states}", 0.5)
+
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    ) -> Any:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self.api("GET", path, params={"map_index": map_index, "deserialize": True})["value"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
+        """A try's log as the UI shows it (the worker's and the triggerer's parts)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        answer = self.api(
+            "GET", path, params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+        lines = []
+        for entry in answer["content"]:
+            if isinstance(entry, dict):
+                lines.append(str(entry.get("event", "")))
+            else:
+                lines.append(str(entry))
+        return "\n".join(lines)
+
+    def set_task_state(
+        self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int = -1
+    ) -> None:
+        """Mark a task instance, as a user does in the UI (``failed``, ``success``)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        self.api("PATCH", path, json={"new_state": state})
+
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """Clear a task instance, as a user does in the UI: it runs again."""
+        self.api(
+            "POST", f"/dags/{dag_id}/clearTaskInstances",
+            json={"dry_run": False, "task_ids": [task_id], "dag_run_id": run_id,
+                  "only_failed": False, "reset_dag_runs": True},
+        )  # fmt: skip
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
