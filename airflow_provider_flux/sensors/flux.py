@@ -173,7 +173,9 @@ class FluxJobEventSensor(FluxEventSensorBase):
         super().__init__(**kwargs)
         self.jobid = jobid
         self.end_from_trigger = end_from_trigger
-        self.start_from_trigger = start_from_trigger and self._can_start_from_trigger()
+        # Why a wait asked to start in the triggerer starts in a worker (task log).
+        self.start_in_worker_reason = self._why_not_from_trigger() if start_from_trigger else None
+        self.start_from_trigger = start_from_trigger and self.start_in_worker_reason is None
         if self.start_from_trigger:
             self.start_trigger_args = dataclasses.replace(
                 self.start_trigger_args,
@@ -181,22 +183,19 @@ class FluxJobEventSensor(FluxEventSensorBase):
                 timeout=timedelta(seconds=self.timeout),
             )
 
-    def _can_start_from_trigger(self) -> bool:
-        """Whether the triggerer can start this wait; if not, say why."""
-        why = None
+    def _why_not_from_trigger(self) -> str | None:
+        """Why the triggerer cannot start this wait, if it cannot."""
         if not self.deferrable:
-            why = "the sensor is not deferrable"
-        elif any(is_template(getattr(self, field)) for field in self.template_fields):
-            if not TRIGGER_RENDERS_TEMPLATES:
-                why = "the triggerer renders templated fields only from Airflow 3.3"
-        else:
-            try:
-                FluxJobEventTrigger(**self._trigger_kwargs(self.jobid, self.eventlog))
-            except ValueError as err:
-                why = f"its arguments are not a valid wait ({err}); the worker fails it"
-        if why is not None:
-            self.log.warning("%s starts in a worker, not the triggerer: %s", self.task_id, why)
-        return why is None
+            return "the sensor is not deferrable"
+        if any(is_template(getattr(self, field)) for field in self.template_fields):
+            if TRIGGER_RENDERS_TEMPLATES:
+                return None
+            return "the triggerer renders templated fields only from Airflow 3.3"
+        try:
+            FluxJobEventTrigger(**self._trigger_kwargs(self.jobid, self.eventlog))
+        except ValueError as err:
+            return f"its arguments are not a valid wait ({err}); the worker fails it"
+        return None
 
     def _trigger_kwargs(self, jobid: Any, eventlog: str) -> dict[str, Any]:
         return {
@@ -219,6 +218,8 @@ class FluxJobEventSensor(FluxEventSensorBase):
             raise FluxJobNotFoundError(f"{self.task_id}: bad jobid: {err}") from err
 
     def execute(self, context: Context) -> Any:
+        if self.start_in_worker_reason:
+            self.log.info("started in a worker, not the triggerer: %s", self.start_in_worker_reason)
         jobid = self._validated_jobid()
         # Bad input fails here, before deferring.
         spec, eventlog = self._spec(), self._eventlog()

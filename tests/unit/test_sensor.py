@@ -11,11 +11,17 @@ import pytest
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
+    FluxInvalidWaitError,
     FluxJobExceptionError,
 )
 from airflow_provider_flux.sensors.flux import FluxJobEventSensor
 from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
-from airflow_provider_flux.version_compat import AirflowFailException, TaskDeferred, timezone
+from airflow_provider_flux.version_compat import (
+    TRIGGER_RENDERS_TEMPLATES,
+    AirflowFailException,
+    TaskDeferred,
+    timezone,
+)
 
 
 def sensor(**kwargs: Any) -> FluxJobEventSensor:
@@ -110,6 +116,7 @@ def test_execute_complete_raises_the_job_exception_with_its_details() -> None:
         ("eventlog_ended", FluxEventNeverHappenedError),
         ("connection", FluxConnectionFailedError),
         ("not_found", AirflowFailException),
+        ("invalid", FluxInvalidWaitError),
     ],
 )
 def test_execute_complete_failures(reason: str, error: type[Exception]) -> None:
@@ -131,3 +138,45 @@ def test_templated_fields() -> None:
         "eventlog",
         "match_context",
     }
+
+
+def test_starts_in_the_triggerer_with_every_argument_and_the_timeout() -> None:
+    task = sensor(
+        jobid="{{ ti.xcom_pull('submit') }}", event="clean", match_context={"a": 1},
+        timeout=900, start_from_trigger=True, do_xcom_push=False,
+    )  # fmt: skip
+    assert task.start_from_trigger is TRIGGER_RENDERS_TEMPLATES
+    if not TRIGGER_RENDERS_TEMPLATES:
+        return  # the templated job ID falls back to starting in a worker
+    args = task.start_trigger_args
+    assert args is not None
+    assert args.trigger_cls == "airflow_provider_flux.triggers.flux.FluxJobEventTrigger"
+    assert args.next_method == "execute_complete"
+    assert args.timeout == timedelta(seconds=900)
+    trigger = FluxJobEventTrigger(**(args.trigger_kwargs or {}))
+    assert (trigger.jobid, trigger.event, trigger.match_context) == (
+        "{{ ti.xcom_pull('submit') }}", "clean", {"a": 1},
+    )  # fmt: skip
+    assert (trigger.end_from_trigger, trigger.xcom_push) == (True, False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"deferrable": False}, "the sensor is not deferrable"),
+        ({"count": 0}, "its arguments are not a valid wait"),
+    ],
+)
+def test_starts_in_a_worker_when_the_triggerer_cannot(kwargs: dict[str, Any], why: str) -> None:
+    task = sensor(start_from_trigger=True, **kwargs)
+    assert task.start_from_trigger is False
+    assert task.start_in_worker_reason is not None
+    assert why in task.start_in_worker_reason
+
+
+def test_a_task_sent_to_a_worker_to_start_defers_from_there() -> None:
+    event = {"status": "start_in_worker", "message": "no job ID reached the triggerer"}
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(start_from_trigger=True).execute_complete(context(0), event)
+    assert isinstance(deferred.value.trigger, FluxJobEventTrigger)
+    assert deferred.value.trigger.jobid == 1

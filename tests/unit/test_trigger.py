@@ -20,7 +20,11 @@ from airflow_provider_flux.testing.bindings import Flux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
 from airflow_provider_flux.triggers import flux as triggers_module
 from airflow_provider_flux.triggers.flux import UNKNOWN_STATE, FluxJobEventTrigger
-from airflow_provider_flux.version_compat import TRIGGER_ON_KILL_SUPPORTED, TriggerEvent
+from airflow_provider_flux.version_compat import (
+    TRIGGER_ON_KILL_SUPPORTED,
+    TaskSuccessEvent,
+    TriggerEvent,
+)
 from tests.polling import broker_watchers
 from tests.semantics_table import CASES, Row, case_id
 
@@ -374,3 +378,68 @@ async def test_deadline_cancels_the_job_and_fails_as_timed_out(flux_default: Sim
     assert payload["reason"] == "timed_out"
     assert "too slow" in payload["message"]
     assert [e["context"]["note"] for e in payload["events"]] == ["too slow"]
+
+
+async def run_to_end(trigger: FluxJobEventTrigger) -> Any:
+    """The one event of a trigger run as a triggerer runs it (with a trigger ID)."""
+    trigger.trigger_id = 7
+    events = trigger.run()
+    event = await anext(events)
+    await events.aclose()
+    return event
+
+
+async def test_ends_a_successful_wait_in_the_triggerer_with_the_result_as_xcom(
+    flux_default: SimulatedFlux,
+) -> None:
+    jobid = flux_default.submit("success")
+    event = await run_to_end(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms is not None
+    result = event.xcoms["return_value"]
+    assert (result["name"], result["jobid"], result["context"]) == ("finish", jobid, {"status": 0})
+    quiet = FluxJobEventTrigger(jobid, "finish", end_from_trigger=True, xcom_push=False)
+    event = await run_to_end(quiet)
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms is None
+
+
+async def test_a_failed_wait_resumes_the_task_even_when_ending_from_the_trigger(
+    flux_default: SimulatedFlux,
+) -> None:
+    jobid = flux_default.submit("cancel-running")
+    event = await run_to_end(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    assert not isinstance(event, TaskSuccessEvent)
+    assert event.payload["reason"] == "job_exception"
+
+
+async def test_dag_test_s_inline_run_gets_the_payload(flux_default: SimulatedFlux) -> None:
+    # dag.test() gives the trigger no ID and resumes the task whatever the event.
+    jobid = flux_default.submit("success")
+    payload = await first_event(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    assert payload["status"] == "success"
+    assert payload["event"]["name"] == "finish"
+
+
+async def test_fields_rendered_in_the_triggerer_are_checked_when_it_runs(
+    flux_default: SimulatedFlux,
+) -> None:
+    jobid = flux_default.submit("success")
+    trigger = FluxJobEventTrigger("{{ params.jobid }}", "{{ params.event }}", eventlog="exec")
+    assert trigger.jobid == "{{ params.jobid }}"  # not parsed before Airflow renders it
+    trigger.jobid, trigger.event = str(jobid), "shell.start"  # as rendered
+    payload = await first_event(trigger)
+    assert (payload["status"], payload["jobid"]) == ("success", jobid)
+    assert payload["eventlog"] == "guest.exec.eventlog"
+
+    bad = FluxJobEventTrigger("{{ params.jobid }}", "start")
+    bad.jobid = "not-a-job"
+    payload = await first_event(bad)
+    assert (payload["status"], payload["reason"]) == ("error", "invalid")
+    assert "not-a-job is not a valid Flux jobid" in payload["message"]
+
+
+async def test_no_job_id_sends_the_task_to_a_worker_to_start() -> None:
+    payload = await first_event(FluxJobEventTrigger(None, ""))
+    assert payload["status"] == "start_in_worker"
+    assert "mapped task" in payload["message"]
