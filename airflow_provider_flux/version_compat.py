@@ -22,6 +22,7 @@ from airflow.sdk import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
+    XComArg,
     timezone,
 )
 from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TaskSuccessEvent, TriggerEvent
@@ -107,6 +108,7 @@ __all__ = [
     "TaskDeferred",
     "TaskSuccessEvent",
     "TriggerEvent",
+    "XComArg",
     "conf",
     "dag_bag_class",
     "sync_dag_bag_to_db",

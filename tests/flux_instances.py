@@ -80,8 +80,8 @@ class RealInstance:
 
     kind = "real"
 
-    def __init__(self) -> None:
-        self.instance = LocalFluxInstance().start()
+    def __init__(self, instance: LocalFluxInstance | None = None) -> None:
+        self.instance = instance or LocalFluxInstance().start()
         self.uri = self.instance.uri
         self.flagdir = Path(tempfile.mkdtemp(prefix="flux-flags-"))
         self._flags: dict[int, Path] = {}

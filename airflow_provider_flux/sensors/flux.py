@@ -45,6 +45,7 @@ from airflow_provider_flux.version_compat import (
     Context,
     PokeReturnValue,
     StartTriggerArgs,
+    XComArg,
     timezone,
 )
 
@@ -185,15 +186,24 @@ class FluxJobEventSensor(FluxEventSensorBase):
 
     def _why_not_from_trigger(self) -> str | None:
         """Why the triggerer cannot start this wait, if it cannot."""
+        fields = [getattr(self, field) for field in self.template_fields]
         if not self.deferrable:
             return "the sensor is not deferrable"
-        if any(is_template(getattr(self, field)) for field in self.template_fields):
-            if TRIGGER_RENDERS_TEMPLATES:
-                return None
-            return "the triggerer renders templated fields only from Airflow 3.3"
+        if any(isinstance(value, XComArg) for value in fields):
+            return "an upstream task's output (XComArg) is resolved only in a worker"
+        if any(is_template(value) for value in fields):
+            if not TRIGGER_RENDERS_TEMPLATES:
+                return "the triggerer renders templated fields only from Airflow 3.3"
+            if any(_pulls_all_map_indexes(value) for value in fields):
+                # The triggerer of 3.3 does not serve that request: the trigger would hang.
+                return (
+                    "a template calls xcom_pull without map_indexes, which the triggerer "
+                    "cannot answer; pass map_indexes=-1 to start in the triggerer"
+                )
+            return None
         try:
             FluxJobEventTrigger(**self._trigger_kwargs(self.jobid, self.eventlog))
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             return f"its arguments are not a valid wait ({err}); the worker fails it"
         return None
 
@@ -254,6 +264,14 @@ class FluxJobEventSensor(FluxEventSensorBase):
         if outcome.reason == REASON_EVENTLOG_ENDED:
             raise FluxEventNeverHappenedError(outcome.message)
         raise FluxJobNotFoundError(outcome.message)
+
+
+def _pulls_all_map_indexes(value: Any) -> bool:
+    """Whether a template pulls an XCom of every map index (``xcom_pull`` with no
+    ``map_indexes``)."""
+    if isinstance(value, Mapping):
+        return any(_pulls_all_map_indexes(item) for item in value.values())
+    return isinstance(value, str) and "xcom_pull(" in value and "map_indexes" not in value
 
 
 def _poke_job(hook: FluxHook, spec: EventWaitSpec, jobid: int, eventlog: str) -> JobOutcome | None:

@@ -178,8 +178,15 @@ class AirflowDeployment:
         self.home = Path(home or tempfile.mkdtemp(prefix="airflow-deployment-"))
         self.api_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.api_port}"
+        # The deployment is configured here alone, not by the caller's Airflow settings
+        # (nor by asyncio debug mode, which would slow the triggerer down).
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("AIRFLOW") and name != "PYTHONASYNCIODEBUG"
+        }
         self.env = {
-            **os.environ,
+            **inherited,
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -194,6 +201,9 @@ class AirflowDeployment:
             "AIRFLOW__API__BASE_URL": self.base_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+            # A killed triggerer's triggers go to the next one within seconds.
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             **{

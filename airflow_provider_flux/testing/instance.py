@@ -156,13 +156,16 @@ class LocalFluxInstance:
     """A real one-broker Flux instance (``flux start -s1``) for tests, when flux-core is installed.
 
     :param flux: the ``flux`` command (default: found on PATH).
+    :param statedir: keep the instance's jobs here across :meth:`restart`
+        (``flux start -Sstatedir=DIR``); default: none, a restart loses them.
     """
 
-    def __init__(self, flux: str | None = None) -> None:
+    def __init__(self, flux: str | None = None, statedir: str | None = None) -> None:
         found = flux or shutil.which("flux")
         if found is None:
             raise FileNotFoundError("flux is not on PATH")
         self.flux = found
+        self.statedir = statedir
         self.rundir = tempfile.mkdtemp(prefix="flux-")
         self.uri = f"local://{self.rundir}/local-0"
         self._process: subprocess.Popen[bytes] | None = None
@@ -176,9 +179,11 @@ class LocalFluxInstance:
 
     def start(self, timeout: float = 60.0) -> LocalFluxInstance:
         """Start the broker and wait until it answers."""
+        os.makedirs(self.rundir, exist_ok=True)
+        state = [f"-Sstatedir={self.statedir}"] if self.statedir else []
         self._process = subprocess.Popen(
-            [self.flux, "start", "-s1", f"--test-rundir={self.rundir}", "--test-rundir-cleanup",
-             "sleep", "inf"],
+            [self.flux, "start", "-s1", *state, f"--test-rundir={self.rundir}",
+             "--test-rundir-cleanup", "sleep", "inf"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -196,8 +201,18 @@ class LocalFluxInstance:
     def version(self) -> str:
         return self.run("version").stdout.splitlines()[0].split()[-1]
 
+    def restart(self) -> None:
+        """Shut the instance down and start it again at the same URI. Flux cancels the
+        jobs still running at shutdown; with a ``statedir`` the others survive."""
+        self._shutdown()
+        self.start()
+
     def stop(self) -> None:
         """Shut the instance down (its initial program then exits 129, which is normal)."""
+        self._shutdown()
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def _shutdown(self) -> None:
         if self._process is None:
             return
         self.run("shutdown", "--quiet", check=False)
@@ -209,7 +224,6 @@ class LocalFluxInstance:
         if self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None
-        shutil.rmtree(self.rundir, ignore_errors=True)
 
     def __enter__(self) -> LocalFluxInstance:
         return self.start()

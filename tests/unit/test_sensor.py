@@ -142,7 +142,7 @@ def test_templated_fields() -> None:
 
 def test_starts_in_the_triggerer_with_every_argument_and_the_timeout() -> None:
     task = sensor(
-        jobid="{{ ti.xcom_pull('submit') }}", event="clean", match_context={"a": 1},
+        jobid="{{ ti.xcom_pull('submit', map_indexes=-1) }}", event="clean", match_context={"a": 1},
         timeout=900, start_from_trigger=True, do_xcom_push=False,
     )  # fmt: skip
     assert task.start_from_trigger is TRIGGER_RENDERS_TEMPLATES
@@ -155,7 +155,7 @@ def test_starts_in_the_triggerer_with_every_argument_and_the_timeout() -> None:
     assert args.timeout == timedelta(seconds=900)
     trigger = FluxJobEventTrigger(**(args.trigger_kwargs or {}))
     assert (trigger.jobid, trigger.event, trigger.match_context) == (
-        "{{ ti.xcom_pull('submit') }}", "clean", {"a": 1},
+        "{{ ti.xcom_pull('submit', map_indexes=-1) }}", "clean", {"a": 1},
     )  # fmt: skip
     assert (trigger.end_from_trigger, trigger.xcom_push) == (True, False)
 
@@ -165,6 +165,10 @@ def test_starts_in_the_triggerer_with_every_argument_and_the_timeout() -> None:
     [
         ({"deferrable": False}, "the sensor is not deferrable"),
         ({"count": 0}, "its arguments are not a valid wait"),
+        (
+            {"jobid": "{{ ti.xcom_pull('submit') }}"},
+            "pass map_indexes=-1" if TRIGGER_RENDERS_TEMPLATES else "only from Airflow 3.3",
+        ),
     ],
 )
 def test_starts_in_a_worker_when_the_triggerer_cannot(kwargs: dict[str, Any], why: str) -> None:

@@ -1,0 +1,190 @@
+"""What ``dag.test()`` cannot show, in a real deployment (PostgreSQL, scheduler,
+dag-processor, triggerer and api-server as processes), read through Airflow's REST
+API as a user sees it: task states, XComs, task logs, worker starts."""
+
+from __future__ import annotations
+
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobid import format_jobid
+from airflow_provider_flux.testing.deployment import AirflowDeployment, wait_until
+from tests.deployment.conftest import Deployment
+from tests.flux_instances import FluxTestInstance
+
+# What each start of a task in a worker writes to its log (the triggerer writes none).
+WORKER_START = "::group::Pre Execute"
+
+
+def worker_starts(log: str) -> int:
+    return log.count(WORKER_START)
+
+
+def wait_for_deferred(
+    airflow: AirflowDeployment, dag_id: str, run_id: str, tasks: set[tuple[str, int]]
+) -> None:
+    """Wait until every one of ``tasks`` (task ID, map index) is deferred."""
+
+    def all_deferred() -> bool | None:
+        states = airflow.task_states(dag_id, run_id)
+        failed = {
+            key: state for key, state in states.items() if state in {"failed", "upstream_failed"}
+        }
+        assert not failed, failed
+        return True if all(states.get(key) == "deferred" for key in tasks) else None
+
+    wait_until(all_deferred, 180, f"{sorted(tasks)} of {dag_id} to defer", interval=0.5)
+
+
+def wait_for_clean(conn_id: str, jobid: int) -> None:
+    hook = FluxHook(conn_id)
+    wait_until(lambda: hook.read_eventlog(jobid)[1] or None, 60, f"job {jobid} to be clean")
+
+
+def exceptions_of(conn_id: str, jobid: int) -> list[dict[str, object]]:
+    """The contexts of the job's exception events."""
+    events, _ = FluxHook(conn_id).read_eventlog(jobid)
+    return [event.context for event in events if event.name == "exception"]
+
+
+def test_mapped_sensors_end_in_the_triggerer(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
+    jobids = flux.pending_jobs(20)
+    run_id = airflow.trigger(dag_id, {"jobids": jobids})
+    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(20)})
+    for jobid in jobids:
+        flux.release(jobid)
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    for index, jobid in enumerate(jobids):
+        value = airflow.xcom(dag_id, run_id, "wait", map_index=index)
+        assert (value["name"], value["jobid"], value["job"]) == (
+            "clean",
+            jobid,
+            format_jobid(jobid),
+        )
+        log = airflow.task_log(dag_id, run_id, "wait", map_index=index)
+        assert f"job {format_jobid(jobid)}: event='clean' happened" in log
+        assert worker_starts(log) == 1, log  # to defer; it ended in the triggerer
+
+
+def test_sensors_started_from_the_trigger_take_no_worker(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"start_from_trigger_{kind}"
+    jobids = flux.pending_jobs(3)
+    run_id = airflow.trigger(dag_id, {"jobids": jobids})
+    waits = {("from_conf_0", 0), ("from_conf_1", 1), ("from_xcom", 2), ("mapped", 2)}
+    wait_for_deferred(
+        airflow,
+        dag_id,
+        run_id,
+        {(task_id, -1 if task_id != "mapped" else 0) for task_id, _ in waits},
+    )
+    for jobid in jobids:
+        flux.release(jobid)
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    for task_id, position in waits:
+        map_index = 0 if task_id == "mapped" else -1
+        value = airflow.xcom(dag_id, run_id, task_id, map_index=map_index)
+        assert (value["name"], value["jobid"]) == ("clean", jobids[position])
+        log = airflow.task_log(dag_id, run_id, task_id, map_index=map_index)
+        if task_id == "mapped":
+            # Airflow expands a mapped task's job ID only in a worker: it starts there.
+            assert "the task starts in a worker instead" in log
+            assert worker_starts(log) == 1, log
+        else:
+            assert worker_starts(log) == 0, log
+
+
+def test_cancel_while_deferred_fails_the_task_once_with_the_note(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
+    jobid = flux.running_job()
+    run_id = airflow.trigger(dag_id, {"jobids": [jobid]})
+    wait_for_deferred(airflow, dag_id, run_id, {("wait", 0)})
+    flux.cancel(jobid, "operator stopped the run")
+    assert airflow.wait_for_run(dag_id, run_id) == "failed"
+    (ti,) = [ti for ti in airflow.task_instances(dag_id, run_id) if ti["task_id"] == "wait"]
+    assert (ti["state"], ti["try_number"]) == ("failed", 1)  # retries=2: none used
+    log = airflow.task_log(dag_id, run_id, "wait", map_index=0)
+    assert "fatal exception type=cancel" in log
+    assert "operator stopped the run" in log
+
+
+def test_a_triggerer_killed_and_restarted_loses_no_event(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
+    jobids = flux.pending_jobs(5)
+    run_id = airflow.trigger(dag_id, {"jobids": jobids})
+    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(5)})
+    airflow.kill("triggerer")
+    try:
+        for jobid in jobids:  # every event happens while no triggerer runs
+            flux.release(jobid)
+        for jobid in jobids:
+            wait_for_clean(f"flux_{kind}", jobid)
+    finally:
+        airflow.start_component("triggerer")
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    for index, jobid in enumerate(jobids):
+        assert airflow.xcom(dag_id, run_id, "wait", map_index=index)["jobid"] == jobid
+
+
+def test_clearing_or_failing_a_deferred_submit_task_cancels_its_job(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"long_job_{kind}", f"flux_{kind}"
+    run_id = airflow.trigger(dag_id)
+    wait_for_deferred(airflow, dag_id, run_id, {("run", -1)})
+    first = int(airflow.xcom(dag_id, run_id, "run", key="jobid"))
+
+    airflow.clear_task(dag_id, run_id, "run")  # the new try submits a job of its own
+    second = wait_until(
+        lambda: _deferred_on_another_job(airflow, dag_id, run_id, first), 180, "the new try"
+    )
+    wait_for_clean(conn_id, first)
+    assert [ctx["type"] for ctx in exceptions_of(conn_id, first)] == ["cancel"]
+
+    airflow.set_task_state(dag_id, run_id, "run", "failed")
+    wait_for_clean(conn_id, second)
+    (cancel,) = exceptions_of(conn_id, second)
+    assert cancel["type"] == "cancel"
+    assert dag_id in str(cancel["note"])
+    assert exceptions_of(conn_id, first) == exceptions_of(conn_id, first)[:1]  # once
+
+
+def _deferred_on_another_job(
+    airflow: AirflowDeployment, dag_id: str, run_id: str, first: int
+) -> int | None:
+    if airflow.task_states(dag_id, run_id).get(("run", -1)) != "deferred":
+        return None
+    try:
+        jobid = int(airflow.xcom(dag_id, run_id, "run", key="jobid"))
+    except RuntimeError:  # not pushed yet
+        return None
+    return jobid if jobid != first else None
+
+
+def test_waits_resume_after_the_flux_instance_restarts(deployment: Deployment) -> None:
+    """A one-broker instance with a state directory keeps its pending jobs across a
+    restart; Flux cancels the running ones at shutdown. Real Flux only: the
+    simulator keeps no state across a restart."""
+    real = deployment.real
+    if real is None:
+        import pytest
+
+        pytest.skip("flux is not on PATH: real-Flux tests need flux-core installed")
+    airflow, dag_id = deployment.airflow, "mapped_sensors_real"
+    pending, running = real.pending_job(), real.running_job()
+    run_id = airflow.trigger(dag_id, {"jobids": [pending, running]})
+    wait_for_deferred(airflow, dag_id, run_id, {("wait", 0), ("wait", 1)})
+    real.instance.restart()
+    real.release(pending)
+    assert airflow.wait_for_run(dag_id, run_id) == "failed"
+    states = airflow.task_states(dag_id, run_id)
+    assert (states[("wait", 0)], states[("wait", 1)]) == ("success", "failed")
+    assert airflow.xcom(dag_id, run_id, "wait", map_index=0)["jobid"] == pending
+    log = airflow.task_log(dag_id, run_id, "wait", map_index=1)
+    assert f"job {format_jobid(running)}: fatal exception type=cancel" in log
