@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 # Airflow's processes, in the order they start.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+KEEP_VARIABLE = "AIRFLOW_PROVIDER_FLUX_KEEP_DEPLOYMENT"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 TERMINAL_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
@@ -265,12 +266,16 @@ class AirflowDeployment:
         return (self.home / f"{component}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop every component (SIGTERM, then SIGKILL), and remove the home."""
+        """Stop every component (SIGTERM, then SIGKILL), and remove the home (unless
+        ``AIRFLOW_PROVIDER_FLUX_KEEP_DEPLOYMENT`` is set, to read its logs)."""
         if self._client is not None:
             self._client.close()
             self._client = None
         for component in reversed(list(self.processes)):
             self.kill(component, signal.SIGTERM)
+        if os.environ.get(KEEP_VARIABLE):
+            print(f"{KEEP_VARIABLE} is set: the deployment's logs stay in {self.home}")
+            return
         shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> AirflowDeployment:

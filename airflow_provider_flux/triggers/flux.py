@@ -59,6 +59,10 @@ STATUS_START_IN_WORKER = "start_in_worker"
 # output is complete then).
 CANCEL_GRACE_SECONDS = 60.0
 
+# How long ``on_kill`` may take to read the task's state and cancel the jobs: less
+# than the triggerer gives it (``[triggerer] on_kill_timeout``, 30 s by default).
+ON_KILL_SECONDS = 25.0
+
 # A task state that could not be read (None is a state: that of a cleared task).
 UNKNOWN_STATE = "<unknown>"
 
@@ -98,12 +102,12 @@ class CancelsJobsOnKill(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the jobs when a user killed, cleared or marked the deferred task."""
-        await self._cancel_jobs_if_task_stopped()
+        await finish_despite_cancels(self._cancel_jobs_if_task_stopped(), ON_KILL_SECONDS)
 
     async def cleanup(self) -> None:
         """Before Airflow 3.3, do what ``on_kill`` does, if the trigger had not fired."""
         if not TRIGGER_ON_KILL_SUPPORTED and not self._fired:
-            await self._cancel_jobs_if_task_stopped()
+            await finish_despite_cancels(self._cancel_jobs_if_task_stopped(), ON_KILL_SECONDS)
 
     async def _cancel_jobs_if_task_stopped(self) -> None:
         if not self.cancel_on_kill:
@@ -164,6 +168,33 @@ class CancelsJobsOnKill(BaseTrigger):
         """The jobs the task's live try submitted: its XCom ``jobid`` (pushed by
         ``FluxSubmitJobOperator``; Airflow clears it when a new try starts), or None."""
         return await _task_jobids(self)
+
+
+async def finish_despite_cancels(work: Awaitable[None], budget: float) -> None:
+    """Run ``work`` to its end even if this task is cancelled meanwhile, for at most
+    ``budget`` seconds (then ``work`` is cancelled and the cancel goes on).
+
+    The triggerer cancels a trigger that a user stopped again at each of its syncs,
+    even while the trigger's ``on_kill`` runs (Airflow 3.3.2): a cancel of a Flux job
+    that waits on the task's state would be cut short by the next sync.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
+            return
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if loop.time() >= deadline or current is None:
+                task.cancel()
+                raise
+            if hasattr(current, "uncancel"):  # Python 3.11+: this cancel is handled
+                current.uncancel()
+        except asyncio.TimeoutError:
+            task.cancel()
+            raise
 
 
 def _describe_jobs(jobids: Sequence[int]) -> str:

@@ -34,6 +34,20 @@ def wait_for_deferred(
     wait_until(all_deferred, 180, f"{sorted(tasks)} of {dag_id} to defer", interval=0.5)
 
 
+def wait_for_trigger(
+    airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, try_number: int
+) -> None:
+    """Wait until a triggerer runs the deferred try's trigger. (Until then no trigger
+    exists that Airflow could tell of a kill: a task cleared or marked before it
+    starts leaves its job running.)"""
+
+    def watching() -> bool | None:
+        log = airflow.task_log(dag_id, run_id, task_id, try_number)
+        return True if "waiting for event='clean'" in log else None
+
+    wait_until(watching, 60, f"the trigger of {task_id} try {try_number}", interval=0.5)
+
+
 def wait_for_clean(conn_id: str, jobid: int) -> None:
     hook = FluxHook(conn_id)
     wait_until(lambda: hook.read_eventlog(jobid)[1] or None, 60, f"job {jobid} to be clean")
@@ -139,20 +153,28 @@ def test_clearing_or_failing_a_deferred_submit_task_cancels_its_job(
     run_id = airflow.trigger(dag_id)
     wait_for_deferred(airflow, dag_id, run_id, {("run", -1)})
     first = int(airflow.xcom(dag_id, run_id, "run", key="jobid"))
+    jobs = [first]
+    try:
+        wait_for_trigger(airflow, dag_id, run_id, "run", 1)
+        airflow.clear_task(dag_id, run_id, "run")  # the new try submits a job of its own
+        second = wait_until(
+            lambda: _deferred_on_another_job(airflow, dag_id, run_id, first), 180, "the new try"
+        )
+        jobs.append(second)
+        wait_for_trigger(airflow, dag_id, run_id, "run", 2)
+        wait_for_clean(conn_id, first)
+        assert [ctx["type"] for ctx in exceptions_of(conn_id, first)] == ["cancel"]
 
-    airflow.clear_task(dag_id, run_id, "run")  # the new try submits a job of its own
-    second = wait_until(
-        lambda: _deferred_on_another_job(airflow, dag_id, run_id, first), 180, "the new try"
-    )
-    wait_for_clean(conn_id, first)
-    assert [ctx["type"] for ctx in exceptions_of(conn_id, first)] == ["cancel"]
-
-    airflow.set_task_state(dag_id, run_id, "run", "failed")
-    wait_for_clean(conn_id, second)
-    (cancel,) = exceptions_of(conn_id, second)
-    assert cancel["type"] == "cancel"
-    assert dag_id in str(cancel["note"])
-    assert exceptions_of(conn_id, first) == exceptions_of(conn_id, first)[:1]  # once
+        airflow.set_task_state(dag_id, run_id, "run", "failed")
+        wait_for_clean(conn_id, second)
+        (cancel,) = exceptions_of(conn_id, second)
+        assert cancel["type"] == "cancel"
+        assert dag_id in str(cancel["note"])
+        assert len(exceptions_of(conn_id, first)) == 1  # cancelled once
+    finally:  # a job left running would hold the instance's cores
+        for jobid in jobs:
+            if not FluxHook(conn_id).read_eventlog(jobid)[1]:
+                flux.cancel(jobid, "test cleanup")
 
 
 def _deferred_on_another_job(

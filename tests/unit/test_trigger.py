@@ -19,7 +19,11 @@ from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
 from airflow_provider_flux.triggers import flux as triggers_module
-from airflow_provider_flux.triggers.flux import UNKNOWN_STATE, FluxJobEventTrigger
+from airflow_provider_flux.triggers.flux import (
+    UNKNOWN_STATE,
+    FluxJobEventTrigger,
+    finish_despite_cancels,
+)
 from airflow_provider_flux.version_compat import (
     TRIGGER_ON_KILL_SUPPORTED,
     TaskSuccessEvent,
@@ -443,3 +447,26 @@ async def test_no_job_id_sends_the_task_to_a_worker_to_start() -> None:
     payload = await first_event(FluxJobEventTrigger(None, ""))
     assert payload["status"] == "start_in_worker"
     assert "mapped task" in payload["message"]
+
+
+async def test_a_kill_s_cancel_finishes_through_the_triggerer_s_repeated_cancels() -> None:
+    # The triggerer cancels a stopped trigger again at each sync while on_kill runs.
+    finished: list[bool] = []
+
+    async def cancel_the_job() -> None:
+        await asyncio.sleep(0.3)
+        finished.append(True)
+
+    on_kill = asyncio.create_task(finish_despite_cancels(cancel_the_job(), 5.0))
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        on_kill.cancel("user action")
+    await asyncio.wait([on_kill])
+    assert finished == [True]
+
+
+async def test_a_kill_s_cancel_gives_up_after_its_budget() -> None:
+    never = asyncio.get_running_loop().create_future()
+    with pytest.raises(asyncio.TimeoutError):
+        await finish_despite_cancels(never, 0.1)
+    assert never.cancelled()

@@ -1,0 +1,241 @@
+"""Sensors in a real Airflow deployment: what a user waits for, and what it costs.
+
+PostgreSQL, then Airflow's scheduler, dag-processor, triggerer and api-server as
+processes (LocalExecutor, parallelism 8), against a real Flux instance (the
+simulator when ``flux`` is not on PATH, said in the results). For N = 100 and 300
+(``--sizes``), N sensor tasks each wait for one job's ``clean`` (FluxJobEventSensor),
+and, as the floor in the same run, N ``DateTimeSensorAsync`` tasks wait for one
+moment. Each design runs twice: ``worker`` (the task starts in a worker, defers,
+and resumes in a worker to end: the only way before this release) and ``trigger``
+(``start_from_trigger`` and ``end_from_trigger``: no worker at all).
+
+The jobs are held behind one gate job (``--dependency=afterany``), so releasing the
+gate releases them all at once. Measured, per run:
+
+- **worker starts**: task starts in a worker, counted in the task logs (each start
+  writes a "Pre Execute" group);
+- **to all deferred**: from the run's trigger to every task deferred;
+- **triggerer RSS/task**: the triggerer's memory (all its processes) added per
+  deferred task;
+- **lag**: from the event (the job's ``clean`` in Flux; the floor's moment) to the
+  task's success in Airflow (its ``end_date``): p50, p95, max;
+- **loop stall**: the longest "Triggerer's async thread was blocked" the triggerer
+  logged from the release to the end of the run (it logs stalls over 0.2 s).
+
+Run: ``scripts/benchmark-deployment`` (options: ``--sizes``, ``--modes``,
+``--designs``). Results: ``benchmarks/deployment_results.json``, and a table to
+paste into ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobid import parse_jobid
+from airflow_provider_flux.testing import LocalFluxInstance, SimulatedFlux
+from airflow_provider_flux.testing.dag_test import use_flux_connection
+from airflow_provider_flux.testing.deployment import (
+    AirflowDeployment,
+    PostgresServer,
+    wait_until,
+)
+from benchmarks.watch_benchmark import machine
+
+DAGS = Path(__file__).parent / "dags"
+RESULTS = Path(__file__).parent / "deployment_results.json"
+CONN_ID = "flux_bench"
+WORKER_START = "::group::Pre Execute"
+STALL = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
+
+
+@dataclass
+class Result:
+    design: str
+    mode: str
+    tasks: int
+    worker_starts: int
+    to_all_deferred_s: float
+    triggerer_rss_kb_per_task: float
+    lag_p50_s: float
+    lag_p95_s: float
+    lag_max_s: float
+    longest_stall_s: float
+    stalls: int
+    note: str = ""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def parse_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Jobs:
+    """N jobs held behind one gate, on the real instance or the simulator."""
+
+    def __init__(self, flux: LocalFluxInstance | None, sim: SimulatedFlux | None) -> None:
+        self.flux, self.sim = flux, sim
+
+    def submit(self, count: int) -> tuple[Any, list[int]]:
+        if self.sim is not None:
+            return None, [self.sim.submit("success", hold_before="alloc") for _ in range(count)]
+        assert self.flux is not None
+        gate = self.flux.run("submit", "--urgency=hold", "true").stdout.strip()
+        out = self.flux.run(
+            "submit", f"--cc=1-{count}", f"--dependency=afterany:{gate}", "true"
+        ).stdout
+        return gate, [parse_jobid(line) for line in out.split()]
+
+    def release(self, gate: Any, jobids: list[int]) -> None:
+        if self.sim is not None:
+            for jobid in jobids:
+                self.sim.release(jobid)
+            return
+        assert self.flux is not None
+        self.flux.run("job", "urgency", gate, "default")
+
+
+def triggerer_rss(airflow: AirflowDeployment) -> int:
+    process = psutil.Process(airflow.processes["triggerer"].pid)
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+
+
+def all_deferred(airflow: AirflowDeployment, dag_id: str, run_id: str, tasks: int) -> bool | None:
+    states = [ti["state"] for ti in airflow.task_instances(dag_id, run_id)]
+    bad = [state for state in states if state in {"failed", "upstream_failed"}]
+    if bad:
+        raise RuntimeError(f"{dag_id}: {len(bad)} tasks failed before the release")
+    return True if states.count("deferred") == tasks else None
+
+
+def measure(
+    airflow: AirflowDeployment, jobs: Jobs, design: str, mode: str, tasks: int, lead_s: float
+) -> Result:
+    dag_id = f"bench_{design}_{tasks}_{mode}"
+    airflow.wait_for_dag(dag_id, timeout=600)
+    rss_before = triggerer_rss(airflow)
+    log_offset = len(airflow.component_log("triggerer"))
+    note = ""
+    if design == "flux":
+        gate, jobids = jobs.submit(tasks)
+        conf: dict[str, Any] = {"jobids": jobids}
+    else:
+        release_at = datetime.now(timezone.utc) + timedelta(seconds=lead_s)
+        conf = {"release_at": release_at.isoformat()}
+    started = time.monotonic()
+    run_id = airflow.trigger(dag_id, conf)
+    wait_until(lambda: all_deferred(airflow, dag_id, run_id, tasks), 1800, "all deferred", 1.0)
+    to_deferred = time.monotonic() - started
+    rss_per_task = (triggerer_rss(airflow) - rss_before) / tasks / 1024
+    if design == "flux":
+        jobs.release(gate, jobids)
+    elif datetime.now(timezone.utc) > release_at:
+        note = "not all deferred before the moment"
+    state = airflow.wait_for_run(dag_id, run_id, timeout=1800)
+    if state != "success":
+        raise RuntimeError(f"{dag_id}: run {state}")
+    ends = {
+        ti["task_id"]: parse_time(ti["end_date"]) for ti in airflow.task_instances(dag_id, run_id)
+    }
+    if design == "flux":
+        hook = FluxHook(CONN_ID)
+        events = {}
+        for index, jobid in enumerate(jobids):
+            eventlog, _ = hook.read_eventlog(jobid)
+            events[f"wait_{index}"] = next(e.timestamp for e in eventlog if e.name == "clean")
+    else:
+        events = dict.fromkeys(ends, release_at.timestamp())
+    lags = [ends[task_id] - events[task_id] for task_id in events]
+    starts = sum(airflow.task_log(dag_id, run_id, task_id).count(WORKER_START) for task_id in ends)
+    stalls = [float(s) for s in STALL.findall(airflow.component_log("triggerer")[log_offset:])]
+    return Result(
+        design=design, mode=mode, tasks=tasks, worker_starts=starts,
+        to_all_deferred_s=round(to_deferred, 1),
+        triggerer_rss_kb_per_task=round(rss_per_task, 1),
+        lag_p50_s=round(statistics.median(lags), 2),
+        lag_p95_s=round(percentile(lags, 0.95), 2), lag_max_s=round(max(lags), 2),
+        longest_stall_s=round(max(stalls, default=0.0), 2), stalls=len(stalls), note=note,
+    )  # fmt: skip
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| sensor | start/end in | N | worker starts | to all deferred | triggerer RSS/task "
+        "| lag p50 / p95 / max | longest loop stall (count) |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
+    for r in results:
+        lines.append(
+            f"| {names[r.design]} | {r.mode} | {r.tasks} | {r.worker_starts} "
+            f"| {r.to_all_deferred_s} s | {r.triggerer_rss_kb_per_task} KB "
+            f"| {r.lag_p50_s} / {r.lag_p95_s} / {r.lag_max_s} s "
+            f"| {r.longest_stall_s} s ({r.stalls}) |" + (f" {r.note}" if r.note else "")
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,300")
+    parser.add_argument("--modes", default="worker,trigger")
+    parser.add_argument("--designs", default="flux,datetime")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results: list[Result] = []
+    with ExitStack() as stack:
+        if shutil.which("flux"):
+            flux: LocalFluxInstance | None = stack.enter_context(LocalFluxInstance())
+            sim = None
+            uri, instance = flux.uri, f"real Flux {flux.version()}"  # type: ignore[union-attr]
+        else:
+            flux, sim = None, stack.enter_context(SimulatedFlux())
+            uri, instance = sim.uri, "simulated Flux (flux is not on PATH)"
+        use_flux_connection(uri, CONN_ID)
+        database = stack.enter_context(PostgresServer())
+        airflow = stack.enter_context(
+            AirflowDeployment(
+                DAGS, database.url, parallelism=8,
+                home=tempfile.mkdtemp(prefix="airflow-bench-"),
+                connections={CONN_ID: {"conn_type": "flux", "host": uri}},
+                env={"FLUX_BENCH_SIZES": ",".join(map(str, sizes))},
+            )
+        )  # fmt: skip
+        jobs = Jobs(flux, sim)
+        print(f"# {machine()}; {instance}; Airflow {airflow.airflow('version').strip()}")
+        for tasks in sizes:
+            for mode in args.modes.split(","):
+                lead = 30.0
+                for design in args.designs.split(","):
+                    result = measure(airflow, jobs, design, mode, tasks, lead)
+                    # The floor's moment comes after its tasks have deferred.
+                    lead = result.to_all_deferred_s * 1.5 + 20
+                    results.append(result)
+                    print(json.dumps(asdict(result)), flush=True)
+    payload = {
+        "machine": machine(), "instance": instance,
+        "results": [asdict(r) for r in results],
+    }  # fmt: skip
+    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
