@@ -33,7 +33,9 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -59,6 +61,9 @@ DAGS = Path(__file__).parent / "dags"
 RESULTS = Path(__file__).parent / "deployment_results.json"
 CONN_ID = "flux_bench"
 WORKER_START = "::group::Pre Execute"
+# A first small run of each design loads what a triggerer loads once (imports, the
+# Flux connection): not measured.
+WARM_UP = 5
 STALL = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
 
 
@@ -103,6 +108,13 @@ class Jobs:
         ).stdout
         return gate, [parse_jobid(line) for line in out.split()]
 
+    def watchers(self) -> int:
+        """Eventlog watches open on the broker."""
+        if self.sim is not None:
+            return int(self.sim.stats()["watchers"])
+        assert self.flux is not None
+        return int(json.loads(self.flux.run("module", "stats", "job-info").stdout)["watchers"])
+
     def release(self, gate: Any, jobids: list[int]) -> None:
         if self.sim is not None:
             for jobid in jobids:
@@ -126,7 +138,13 @@ def all_deferred(airflow: AirflowDeployment, dag_id: str, run_id: str, tasks: in
 
 
 def measure(
-    airflow: AirflowDeployment, jobs: Jobs, design: str, mode: str, tasks: int, lead_s: float
+    airflow: AirflowDeployment,
+    jobs: Jobs,
+    design: str,
+    mode: str,
+    tasks: int,
+    lead_s: float,
+    profile: Path | None = None,
 ) -> Result:
     dag_id = f"bench_{design}_{tasks}_{mode}"
     airflow.wait_for_dag(dag_id, timeout=600)
@@ -144,11 +162,17 @@ def measure(
     wait_until(lambda: all_deferred(airflow, dag_id, run_id, tasks), 1800, "all deferred", 1.0)
     to_deferred = time.monotonic() - started
     rss_per_task = (triggerer_rss(airflow) - rss_before) / tasks / 1024
+    if design == "flux":  # release once every trigger watches its job
+        wait_until(lambda: jobs.watchers() >= tasks or None, 600, "every watch open", 0.5)
+    profiler = start_profiler(airflow, profile, dag_id) if profile else None
     if design == "flux":
         jobs.release(gate, jobids)
     elif datetime.now(timezone.utc) > release_at:
         note = "not all deferred before the moment"
     state = airflow.wait_for_run(dag_id, run_id, timeout=1800)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
     if state != "success":
         raise RuntimeError(f"{dag_id}: run {state}")
     ends = {
@@ -175,6 +199,51 @@ def measure(
     )  # fmt: skip
 
 
+def trigger_runner_pid(airflow: AirflowDeployment) -> int:
+    """The triggerer's child process that runs the triggers' event loop."""
+    triggerer = psutil.Process(airflow.processes["triggerer"].pid)
+    children = triggerer.children(recursive=True)
+    runners = [p for p in children if "python" in p.name() or "airflow" in " ".join(p.cmdline())]
+    return (runners or children)[-1].pid
+
+
+def start_profiler(
+    airflow: AirflowDeployment, folder: Path, dag_id: str
+) -> subprocess.Popen[bytes]:
+    """py-spy, sampling the trigger runner from the release to the run's end (its
+    collapsed stacks go to ``folder/dag_id.txt``; summarize them with ``--summarize``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(trigger_runner_pid(airflow)), "--format", "raw",
+         "--rate", "200", "--output", str(folder / f"{dag_id}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def summarize(path: Path, top: int = 20) -> str:
+    """Where the trigger runner's samples went: the share of samples with a frame in
+    each module group, and the leaf functions that took the most."""
+    groups = {"airflow_provider_flux": 0, "flux (bindings)": 0, "airflow": 0, "structlog": 0}
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        for group in groups:
+            needle = "/flux/" if group == "flux (bindings)" else f"/{group}/"
+            if any(needle in frame for frame in frames):
+                groups[group] += count
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + count
+    lines = [f"{total} samples"]
+    lines += [f"  {count / total:6.1%}  with a frame in {group}" for group, count in groups.items()]
+    lines.append("  top leaf functions:")
+    for frame, count in sorted(leaves.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"  {count / total:6.1%}  {frame}")
+    return "\n".join(lines)
+
+
 def table(results: list[Result]) -> str:
     lines = [
         "| sensor | start/end in | N | worker starts | to all deferred | triggerer RSS/task "
@@ -197,7 +266,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,300")
     parser.add_argument("--modes", default="worker,trigger")
     parser.add_argument("--designs", default="flux,datetime")
+    parser.add_argument("--profile", type=Path, help="py-spy the trigger runner into this folder")
+    parser.add_argument("--summarize", type=Path, help="summarize one py-spy profile, and exit")
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     sizes = [int(size) for size in args.sizes.split(",")]
     results: list[Result] = []
     with ExitStack() as stack:
@@ -215,16 +289,18 @@ def main() -> None:
                 DAGS, database.url, parallelism=8,
                 home=tempfile.mkdtemp(prefix="airflow-bench-"),
                 connections={CONN_ID: {"conn_type": "flux", "host": uri}},
-                env={"FLUX_BENCH_SIZES": ",".join(map(str, sizes))},
+                env={"FLUX_BENCH_SIZES": ",".join(map(str, [WARM_UP, *sizes]))},
             )
         )  # fmt: skip
         jobs = Jobs(flux, sim)
         print(f"# {machine()}; {instance}; Airflow {airflow.airflow('version').strip()}")
+        for design in args.designs.split(","):  # imports and connections, not measured
+            measure(airflow, jobs, design, "trigger", WARM_UP, 5.0)
         for tasks in sizes:
             for mode in args.modes.split(","):
                 lead = 30.0
                 for design in args.designs.split(","):
-                    result = measure(airflow, jobs, design, mode, tasks, lead)
+                    result = measure(airflow, jobs, design, mode, tasks, lead, args.profile)
                     # The floor's moment comes after its tasks have deferred.
                     lead = result.to_all_deferred_s * 1.5 + 20
                     results.append(result)

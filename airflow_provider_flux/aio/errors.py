@@ -7,9 +7,18 @@ import os
 
 from airflow_provider_flux.jobid import format_jobid
 
-# What flux-core's connectors report when the broker goes away.
+# What flux-core's connectors report when the broker goes away, and what a broker
+# that is shutting down answers once it has unloaded the job-info service (ENOSYS):
+# an instance restarted with a state directory comes back with its jobs.
 CONNECTION_ERRNOS = frozenset(
-    {errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNREFUSED, errno.ESHUTDOWN}
+    {
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ENOTCONN,
+        errno.ECONNREFUSED,
+        errno.ESHUTDOWN,
+        errno.ENOSYS,
+    }
 )
 
 

@@ -206,6 +206,9 @@ class AirflowDeployment:
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            # Log servers of their own, so that deployments side by side do not clash.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
             **{
                 f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(dict(conn))

@@ -4,11 +4,16 @@ API as a user sees it: task states, XComs, task logs, worker starts."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid
 from airflow_provider_flux.testing.deployment import AirflowDeployment, wait_until
+from tests.conftest import REQUIRE_FLUX_VARIABLE
 from tests.deployment.conftest import Deployment
-from tests.flux_instances import FluxTestInstance
+from tests.flux_instances import NO_FLUX_REASON, FluxTestInstance
 
 # What each start of a task in a worker writes to its log (the triggerer writes none).
 WORKER_START = "::group::Pre Execute"
@@ -35,14 +40,19 @@ def wait_for_deferred(
 
 
 def wait_for_trigger(
-    airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, try_number: int
+    airflow: AirflowDeployment,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    try_number: int = 1,
+    map_index: int = -1,
 ) -> None:
     """Wait until a triggerer runs the deferred try's trigger. (Until then no trigger
     exists that Airflow could tell of a kill: a task cleared or marked before it
     starts leaves its job running.)"""
 
     def watching() -> bool | None:
-        log = airflow.task_log(dag_id, run_id, task_id, try_number)
+        log = airflow.task_log(dag_id, run_id, task_id, try_number, map_index)
         return True if "waiting for event='clean'" in log else None
 
     wait_until(watching, 60, f"the trigger of {task_id} try {try_number}", interval=0.5)
@@ -195,13 +205,15 @@ def test_waits_resume_after_the_flux_instance_restarts(deployment: Deployment) -
     simulator keeps no state across a restart."""
     real = deployment.real
     if real is None:
-        import pytest
-
-        pytest.skip("flux is not on PATH: real-Flux tests need flux-core installed")
+        if os.environ.get(REQUIRE_FLUX_VARIABLE):
+            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
+        pytest.skip(NO_FLUX_REASON)
     airflow, dag_id = deployment.airflow, "mapped_sensors_real"
     pending, running = real.pending_job(), real.running_job()
     run_id = airflow.trigger(dag_id, {"jobids": [pending, running]})
     wait_for_deferred(airflow, dag_id, run_id, {("wait", 0), ("wait", 1)})
+    for map_index in (0, 1):  # the jobs are watched when Flux goes down
+        wait_for_trigger(airflow, dag_id, run_id, "wait", map_index=map_index)
     real.instance.restart()
     real.release(pending)
     assert airflow.wait_for_run(dag_id, run_id) == "failed"

@@ -4,7 +4,7 @@ job IDs."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
@@ -26,7 +26,11 @@ for kind in ("sim", "real"):
             return list(context["dag_run"].conf["jobids"])  # type: ignore[attr-defined]
 
         FluxJobEventSensor.partial(
-            task_id="wait", event="clean", flux_conn_id=conn_id, retries=2
+            task_id="wait",
+            event="clean",
+            flux_conn_id=conn_id,
+            retries=2,  # a job failure must use none
+            retry_delay=timedelta(seconds=2),
         ).expand(jobid=jobids())
 
     # Sensors that start in the triggerer: the job ID from the run conf, from an
