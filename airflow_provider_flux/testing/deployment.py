@@ -33,10 +33,11 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+
+from airflow_provider_flux.testing.service import Service
 
 T = TypeVar("T")
 
@@ -79,7 +80,7 @@ def wait_until(
         time.sleep(interval)
 
 
-class PostgresServer:
+class PostgresServer(Service):
     """A throw-away PostgreSQL server on a free local port, trusting local connections.
 
     :param workdir: where its data directory goes (default: a new temporary directory).
@@ -138,19 +139,8 @@ class PostgresServer:
             )  # fmt: skip
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> PostgresServer:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class AirflowDeployment:
+class AirflowDeployment(Service):
     """Airflow's scheduler, dag-processor, triggerer and api-server as processes.
 
     LocalExecutor, the simple auth manager with every user an admin, DAGs unpaused at
@@ -280,17 +270,6 @@ class AirflowDeployment:
             print(f"{KEEP_VARIABLE} is set: the deployment's logs stay in {self.home}")
             return
         shutil.rmtree(self.home, ignore_errors=True)
-
-    def __enter__(self) -> AirflowDeployment:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- REST API ------------------------------------------------------------------
 

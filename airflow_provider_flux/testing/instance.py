@@ -8,14 +8,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from types import TracebackType
 from typing import Any
 
 from airflow_provider_flux.testing.bindings import Flux, job
 from airflow_provider_flux.testing.bindings.handle import SCHEME
+from airflow_provider_flux.testing.service import Service
 
 
-class SimulatedFlux:
+class SimulatedFlux(Service):
     """A simulated Flux instance served by a child process.
 
     Use it as a context manager; its :attr:`uri` (``sim:///...``) goes where a Flux
@@ -74,17 +74,6 @@ class SimulatedFlux:
         self._process = None
         if self._own_rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
-
-    def __enter__(self) -> SimulatedFlux:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- scripting ---------------------------------------------------------------
 
@@ -152,7 +141,7 @@ class SimulatedFlux:
         return dict(self._rpc("job-info.stats-get", {}))
 
 
-class LocalFluxInstance:
+class LocalFluxInstance(Service):
     """A real one-broker Flux instance (``flux start -s1``) for tests, when flux-core is installed.
 
     :param flux: the ``flux`` command (default: found on PATH).
@@ -224,14 +213,3 @@ class LocalFluxInstance:
         if self._process.stderr is not None:
             self._process.stderr.close()
         self._process = None
-
-    def __enter__(self) -> LocalFluxInstance:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -415,9 +415,13 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
     async def _watch(self, uri: str | None, job: str) -> dict[str, Any]:
         """Watch until the wait has an outcome; its trigger event payload."""
         self._included.clear()
+        # Looked up once: each lookup on the triggerer's lazy structlog proxy binds a
+        # new logger, which in a burst of events costs the shared loop more than the
+        # event itself.
+        debug = self.log.debug
 
         def seen(event: JobEvent) -> None:
-            self.log.debug("job %s: %s %s", job, event.name, event.context)
+            debug("job %s: %s %s", job, event.name, event.context)
             if event.name in self.include_events:
                 self._included.append(event)
 

@@ -69,13 +69,19 @@ def exceptions_of(conn_id: str, jobid: int) -> list[dict[str, object]]:
     return [event.context for event in events if event.name == "exception"]
 
 
+def defer_mapped_sensors(airflow: AirflowDeployment, dag_id: str, jobids: list[int]) -> str:
+    """Run the mapped sensors on ``jobids``; the run ID, once every sensor is deferred."""
+    run_id = airflow.trigger(dag_id, {"jobids": jobids})
+    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(len(jobids))})
+    return run_id
+
+
 def test_mapped_sensors_end_in_the_triggerer(
     deployment: Deployment, flux: FluxTestInstance, kind: str
 ) -> None:
     airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
     jobids = flux.pending_jobs(20)
-    run_id = airflow.trigger(dag_id, {"jobids": jobids})
-    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(20)})
+    run_id = defer_mapped_sensors(airflow, dag_id, jobids)
     for jobid in jobids:
         flux.release(jobid)
     assert airflow.wait_for_run(dag_id, run_id) == "success"
@@ -125,8 +131,7 @@ def test_cancel_while_deferred_fails_the_task_once_with_the_note(
 ) -> None:
     airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
     jobid = flux.running_job()
-    run_id = airflow.trigger(dag_id, {"jobids": [jobid]})
-    wait_for_deferred(airflow, dag_id, run_id, {("wait", 0)})
+    run_id = defer_mapped_sensors(airflow, dag_id, [jobid])
     flux.cancel(jobid, "operator stopped the run")
     assert airflow.wait_for_run(dag_id, run_id) == "failed"
     (ti,) = [ti for ti in airflow.task_instances(dag_id, run_id) if ti["task_id"] == "wait"]
@@ -141,8 +146,7 @@ def test_a_triggerer_killed_and_restarted_loses_no_event(
 ) -> None:
     airflow, dag_id = deployment.airflow, f"mapped_sensors_{kind}"
     jobids = flux.pending_jobs(5)
-    run_id = airflow.trigger(dag_id, {"jobids": jobids})
-    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(5)})
+    run_id = defer_mapped_sensors(airflow, dag_id, jobids)
     airflow.kill("triggerer")
     try:
         for jobid in jobids:  # every event happens while no triggerer runs
@@ -210,8 +214,7 @@ def test_waits_resume_after_the_flux_instance_restarts(deployment: Deployment) -
         pytest.skip(NO_FLUX_REASON)
     airflow, dag_id = deployment.airflow, "mapped_sensors_real"
     pending, running = real.pending_job(), real.running_job()
-    run_id = airflow.trigger(dag_id, {"jobids": [pending, running]})
-    wait_for_deferred(airflow, dag_id, run_id, {("wait", 0), ("wait", 1)})
+    run_id = defer_mapped_sensors(airflow, dag_id, [pending, running])
     for map_index in (0, 1):  # the jobs are watched when Flux goes down
         wait_for_trigger(airflow, dag_id, run_id, "wait", map_index=map_index)
     real.instance.restart()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from contextlib import aclosing
 
 import pytest
@@ -14,6 +15,7 @@ from airflow_provider_flux.aio import (
     watch,
 )
 from airflow_provider_flux.aio.connection import FluxConnection, acquire, release
+from airflow_provider_flux.aio.errors import watch_error
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.testing import SimulatedFlux
@@ -92,3 +94,11 @@ async def test_thousands_of_events_do_not_block_the_loop(sim: SimulatedFlux) -> 
 
     totals = await asyncio.gather(*(count(j) for j in jobids))
     assert totals == [200] * 50
+
+
+def test_a_broker_shutting_down_is_a_lost_connection_that_a_watch_survives() -> None:
+    # A broker that is shutting down unloads job-info first and answers ENOSYS; with
+    # a state directory the instance comes back with its jobs (tests/deployment).
+    err = watch_error(errno.ENOSYS, None, jobid=1, eventlog="eventlog", uri="local:///x")
+    assert isinstance(err, FluxConnectionLost)
+    assert "lost the connection to local:///x while watching job" in str(err)
