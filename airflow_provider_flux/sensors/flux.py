@@ -143,8 +143,10 @@ class FluxJobEventSensor(FluxEventSensorBase):
     :param jobid: the job ID, any Flux encoding (templated: e.g. from an upstream XCom).
     :param start_from_trigger: start in the triggerer, without a worker (default
         False). Falls back to starting in a worker, saying why in the task log, for a
-        mapped task (Airflow expands its arguments only in a worker), and, before
-        Airflow 3.3, for templated fields (the triggerer does not render them).
+        mapped task and a ``jobid`` that is an ``XComArg`` (Airflow resolves both only
+        in a worker), a template that calls ``xcom_pull`` without ``map_indexes``
+        (Airflow 3.3.2's triggerer cannot answer it), and, before Airflow 3.3, for
+        templated fields (the triggerer does not render them).
     :param end_from_trigger: end a successful wait in the triggerer, without a
         worker (default True).
 
