@@ -337,10 +337,15 @@ class AirflowDeployment(Service):
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run (each map index of a mapped task)."""
-        answer = self.api(
-            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
-        )
-        return list(answer["task_instances"])
+        found: list[dict[str, Any]] = []
+        while True:  # the API gives at most 100 a page
+            answer = self.api(
+                "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": len(found)},
+            )  # fmt: skip
+            found += answer["task_instances"]
+            if not answer["task_instances"] or len(found) >= answer["total_entries"]:
+                return found
 
     def task_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], str | None]:
         """``(task_id, map_index)`` to state."""
