@@ -197,6 +197,21 @@ async def finish_despite_cancels(work: Awaitable[None], budget: float) -> None:
             raise
 
 
+async def log_off_loop(trigger: BaseTrigger, level: str, message: str, *args: Any) -> None:
+    """Log from a trigger without holding the event loop.
+
+    The triggerer's structlog loggers write each line to a socket that its supervisor
+    reads; when the supervisor lags (a burst: every trigger logging at once, on a
+    busy machine), a plain call blocks the loop that every trigger shares. Their
+    async methods write from a thread, as the triggerer itself does.
+    """
+    write = getattr(trigger.log, f"a{level}", None)
+    if write is None:  # a standard library logger
+        getattr(trigger.log, level)(message, *args)
+        return
+    await write(message, *args)
+
+
 def _describe_jobs(jobids: Sequence[int]) -> str:
     if len(jobids) == 1:
         return f"job {format_jobid(jobids[0])}"
@@ -356,7 +371,7 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
                 "no job ID reached the triggerer (Airflow expands a mapped task's arguments "
                 "only in a worker): the task starts in a worker instead"
             )
-            self.log.info("%s", message)
+            await log_off_loop(self, "info", "%s", message)
             self._fired = True
             yield TriggerEvent({"status": STATUS_START_IN_WORKER, "message": message})
             return
@@ -366,8 +381,8 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
             payload = {"status": "error", "reason": REASON_INVALID, "message": str(err)}
         else:
             payload = await self._wait()
-        log = self.log.info if payload["status"] == "success" else self.log.error
-        log("%s", payload["message"])
+        level = "info" if payload["status"] == "success" else "error"
+        await log_off_loop(self, level, "%s", payload["message"])
         self._fired = True
         # dag.test() runs a trigger inline, with no trigger ID, and resumes the task
         # whatever the event: it gets the payload, as from a trigger that does not end.
@@ -402,7 +417,9 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
                 f"cannot read Flux connection {self.flux_conn_id!r}: {err}",
                 reason=REASON_CONNECTION,
             )
-        self.log.info("waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog)
+        await log_off_loop(
+            self, "info", "waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog
+        )
         payload = await self._watch_until(lambda: self._watch(uri, job), self._jobs_to_cancel, uri)
         if isinstance(payload, dict):
             return payload
@@ -554,8 +571,8 @@ class FluxJobsEventTrigger(CancelsJobsOnKill):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         payload = await self._wait()
-        log = self.log.info if payload["status"] == "success" else self.log.error
-        log("%s", payload["message"])
+        level = "info" if payload["status"] == "success" else "error"
+        await log_off_loop(self, level, "%s", payload["message"])
         self._fired = True
         yield TriggerEvent(payload)
 
@@ -566,9 +583,10 @@ class FluxJobsEventTrigger(CancelsJobsOnKill):
             return self._payload(
                 "failure", {}, f"cannot read Flux connection {self.flux_conn_id!r}: {err}"
             )
-        self.log.info(
-            "waiting for %s of %s (%s)", self.spec.describe(), self.rule.describe(), self.eventlog
-        )
+        await log_off_loop(
+            self, "info", "waiting for %s of %s (%s)",
+            self.spec.describe(), self.rule.describe(), self.eventlog,
+        )  # fmt: skip
         outcomes: dict[int, JobOutcome] = {}
         payload = await self._watch_until(
             lambda: self._watch(uri, outcomes),
