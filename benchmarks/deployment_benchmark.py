@@ -5,9 +5,10 @@ processes (LocalExecutor, parallelism 8), against a real Flux instance (the
 simulator when ``flux`` is not on PATH, said in the results). For N = 100 and 300
 (``--sizes``), N sensor tasks each wait for one job's ``clean`` (FluxJobEventSensor),
 and, as the floor in the same run, N ``DateTimeSensorAsync`` tasks wait for one
-moment. Each design runs twice: ``worker`` (the task starts in a worker, defers,
-and resumes in a worker to end: the only way before this release) and ``trigger``
-(``start_from_trigger`` and ``end_from_trigger``: no worker at all).
+moment. Each design runs three ways: ``worker`` (the task starts in a worker,
+defers, and resumes in a worker to end: the only way before this release), ``end``
+(it starts in a worker and ends in the triggerer, ``end_from_trigger``: the
+sensor's default now) and ``trigger`` (``start_from_trigger`` too: no worker).
 
 The jobs are held behind one gate job (``--dependency=afterany``), so releasing the
 gate releases them all at once. Measured, per run:
@@ -268,7 +269,7 @@ def table(results: list[Result]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100,300")
-    parser.add_argument("--modes", default="worker,trigger")
+    parser.add_argument("--modes", default="worker,end,trigger")
     parser.add_argument("--designs", default="flux,datetime")
     parser.add_argument("--profile", type=Path, help="py-spy the trigger runner into this folder")
     parser.add_argument("--summarize", type=Path, help="summarize one py-spy profile, and exit")
