@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 import weakref
 from collections import deque
 from typing import Any
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 # Reactor runs per wake-up before yielding to the loop, so a burst of events
 # never holds the loop for long.
 MAX_REACTOR_RUNS_PER_WAKEUP = 64
+# ... nor for longer than this: on a busy machine (a triggerer next to a scheduler
+# and workers, in a burst) each run can take milliseconds of wall time.
+DRAIN_BUDGET_SECONDS = 0.005
 
 # How long a connection with no watches stays open for the next one.
 DEFAULT_IDLE_TIMEOUT = 10.0
@@ -231,6 +235,7 @@ class FluxConnection:
             return
         quiet_runs = 0
         received = self._received()
+        deadline = time.perf_counter() + DRAIN_BUDGET_SECONDS
         for _ in range(MAX_REACTOR_RUNS_PER_WAKEUP):
             callbacks, received_before = self.callbacks, received
             try:
@@ -252,6 +257,8 @@ class FluxConnection:
             quiet_runs = quiet_runs + 1 if quiet else 0
             if quiet_runs == 2:
                 return
+            if time.perf_counter() > deadline:
+                break
         self._schedule_drain()
 
     def _lose(self, errnum: int, detail: str | None) -> None:
