@@ -12,8 +12,8 @@ cancel and on_kill paths of a mark or a clear, and task logs as the UI shows the
 
 PostgreSQL comes from the machine (Debian's ``postgresql`` package: ``initdb`` and
 ``pg_ctl`` on PATH or under ``/usr/lib/postgresql/*/bin``); the driver is
-``psycopg2``. When run as root, the server runs as the ``postgres`` user, since
-PostgreSQL refuses to run as root.
+``psycopg2``. When run as root, the server runs as the ``postgres`` user (which
+Debian's package creates), since PostgreSQL refuses to run as root.
 """
 
 from __future__ import annotations
@@ -97,13 +97,15 @@ class PostgresServer(Service):
         self.datadir = self.workdir / "pgdata"
         self.port = free_port()
         self.url = f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
-        self._as_user: list[str] = []
+        # PostgreSQL refuses to run as root: then its commands run as ``postgres``.
+        self._as_user: dict[str, Any] = {}
         if os.geteuid() == 0:
-            self._as_user = ["runuser", "-u", "postgres", "--"]
+            pw = pwd.getpwnam("postgres")
+            self._as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
     def _run(self, *command: str) -> None:
         result = subprocess.run(
-            [*self._as_user, *command], capture_output=True, text=True, timeout=120
+            command, capture_output=True, text=True, timeout=120, **self._as_user
         )
         if result.returncode != 0:
             raise RuntimeError(f"{command[0]} failed: {result.stderr.strip() or result.stdout}")
@@ -111,10 +113,9 @@ class PostgresServer(Service):
     def start(self) -> PostgresServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self._as_user:
-            pw = pwd.getpwnam("postgres")
             os.chmod(self.workdir, 0o755)
             self.datadir.mkdir()
-            os.chown(self.datadir, pw.pw_uid, pw.pw_gid)
+            os.chown(self.datadir, self._as_user["user"], self._as_user["group"])
         self._run(
             str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "airflow",
             "--auth=trust", "--encoding=UTF8", "--no-sync",
@@ -133,9 +134,9 @@ class PostgresServer(Service):
     def stop(self) -> None:
         if self.datadir.exists():
             subprocess.run(
-                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                 "-m", "immediate", "-w", "stop"],
-                capture_output=True, timeout=60,
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate",
+                 "-w", "stop"],
+                capture_output=True, timeout=60, **self._as_user,
             )  # fmt: skip
         shutil.rmtree(self.workdir, ignore_errors=True)
 
