@@ -55,13 +55,13 @@ from airflow_provider_flux.testing.deployment import (
     AirflowDeployment,
     PostgresServer,
     wait_until,
+    worker_starts,
 )
 from benchmarks.watch_benchmark import machine
 
 DAGS = Path(__file__).parent / "dags"
 RESULTS = Path(__file__).parent / "deployment_results.json"
 CONN_ID = "flux_bench"
-WORKER_START = "::group::Pre Execute"
 # A first small run of each design loads what a triggerer loads once (imports, the
 # Flux connection): not measured.
 WARM_UP = 5
@@ -130,14 +130,6 @@ def triggerer_rss(airflow: AirflowDeployment) -> int:
     return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
 
 
-def all_deferred(airflow: AirflowDeployment, dag_id: str, run_id: str, tasks: int) -> bool | None:
-    states = [ti["state"] for ti in airflow.task_instances(dag_id, run_id)]
-    bad = [state for state in states if state in {"failed", "upstream_failed"}]
-    if bad:
-        raise RuntimeError(f"{dag_id}: {len(bad)} tasks failed before the release")
-    return True if states.count("deferred") == tasks else None
-
-
 def measure(
     airflow: AirflowDeployment,
     jobs: Jobs,
@@ -160,7 +152,10 @@ def measure(
         conf = {"release_at": release_at.isoformat()}
     started = time.monotonic()
     run_id = airflow.trigger(dag_id, conf)
-    wait_until(lambda: all_deferred(airflow, dag_id, run_id, tasks), 1800, "all deferred", 1.0)
+    task_ids = [f"wait_{index}" for index in range(tasks)]
+    airflow.wait_for_deferred(
+        dag_id, run_id, [(task_id, -1) for task_id in task_ids], timeout=1800, interval=1.0
+    )
     to_deferred = time.monotonic() - started
     if design == "flux":  # release once every trigger watches its job
         wait_until(lambda: jobs.watchers() >= tasks or None, 600, "every watch open", 0.5)
@@ -190,7 +185,7 @@ def measure(
     else:
         events = dict.fromkeys(ends, release_at.timestamp())
     lags = [ends[task_id] - events[task_id] for task_id in events]
-    starts = sum(airflow.task_log(dag_id, run_id, task_id).count(WORKER_START) for task_id in ends)
+    starts = sum(worker_starts(airflow.task_log(dag_id, run_id, task_id)) for task_id in ends)
     stalls = [float(s) for s in STALL.findall(airflow.component_log("triggerer")[log_offset:])]
     return Result(
         design=design, mode=mode, tasks=tasks, worker_starts=starts,

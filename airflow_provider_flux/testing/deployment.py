@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,7 +45,9 @@ T = TypeVar("T")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 KEEP_VARIABLE = "AIRFLOW_PROVIDER_FLUX_KEEP_DEPLOYMENT"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-TERMINAL_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+FAILED_STATES = frozenset({"failed", "upstream_failed"})
+# What each start of a task in a worker writes to the task log (the triggerer, none).
+WORKER_START = "::group::Pre Execute"
 
 
 def find_postgres_bin() -> Path | None:
@@ -55,6 +57,11 @@ def find_postgres_bin() -> Path | None:
         return Path(initdb).resolve().parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
+
+
+def worker_starts(task_log: str) -> int:
+    """How many times a try started in a worker, from its log (as `task_log` reads it)."""
+    return task_log.count(WORKER_START)
 
 
 def free_port() -> int:
@@ -355,17 +362,23 @@ class AirflowDeployment(Service):
             for ti in self.task_instances(dag_id, run_id)
         }
 
-    def wait_for_task(
-        self, dag_id: str, run_id: str, task_id: str, states: set[str], map_index: int = -1,
-        timeout: float = 120,
-    ) -> str:  # fmt: skip
-        """Wait until a task instance is in one of ``states``; that state."""
+    def wait_for_deferred(
+        self, dag_id: str, run_id: str, tasks: Collection[tuple[str, int]],
+        timeout: float = 180, interval: float = 0.5,
+    ) -> None:  # fmt: skip
+        """Wait until every task instance in ``tasks`` (task ID, map index) is deferred.
 
-        def reached() -> str | None:
-            state = self.task_states(dag_id, run_id).get((task_id, map_index))
-            return state if state in states else None
+        :raises RuntimeError: one of the run's tasks failed meanwhile.
+        """
 
-        return wait_until(reached, timeout, f"{task_id}[{map_index}] to be {states}", 0.5)
+        def all_deferred() -> bool | None:
+            states = self.task_states(dag_id, run_id)
+            failed = {key: state for key, state in states.items() if state in FAILED_STATES}
+            if failed:
+                raise RuntimeError(f"{dag_id}: tasks failed before deferring: {failed}")
+            return True if all(states.get(key) == "deferred" for key in tasks) else None
+
+        wait_until(all_deferred, timeout, f"{len(tasks)} tasks of {dag_id} to defer", interval)
 
     def xcom(
         self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1

@@ -10,33 +10,14 @@ import pytest
 
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import format_jobid
-from airflow_provider_flux.testing.deployment import AirflowDeployment, wait_until
+from airflow_provider_flux.testing.deployment import (
+    AirflowDeployment,
+    wait_until,
+    worker_starts,
+)
 from tests.conftest import REQUIRE_FLUX_VARIABLE
 from tests.deployment.conftest import Deployment
 from tests.flux_instances import NO_FLUX_REASON, FluxTestInstance
-
-# What each start of a task in a worker writes to its log (the triggerer writes none).
-WORKER_START = "::group::Pre Execute"
-
-
-def worker_starts(log: str) -> int:
-    return log.count(WORKER_START)
-
-
-def wait_for_deferred(
-    airflow: AirflowDeployment, dag_id: str, run_id: str, tasks: set[tuple[str, int]]
-) -> None:
-    """Wait until every one of ``tasks`` (task ID, map index) is deferred."""
-
-    def all_deferred() -> bool | None:
-        states = airflow.task_states(dag_id, run_id)
-        failed = {
-            key: state for key, state in states.items() if state in {"failed", "upstream_failed"}
-        }
-        assert not failed, failed
-        return True if all(states.get(key) == "deferred" for key in tasks) else None
-
-    wait_until(all_deferred, 180, f"{sorted(tasks)} of {dag_id} to defer", interval=0.5)
 
 
 def wait_for_trigger(
@@ -72,7 +53,7 @@ def exceptions_of(conn_id: str, jobid: int) -> list[dict[str, object]]:
 def defer_mapped_sensors(airflow: AirflowDeployment, dag_id: str, jobids: list[int]) -> str:
     """Run the mapped sensors on ``jobids``; the run ID, once every sensor is deferred."""
     run_id = airflow.trigger(dag_id, {"jobids": jobids})
-    wait_for_deferred(airflow, dag_id, run_id, {("wait", index) for index in range(len(jobids))})
+    airflow.wait_for_deferred(dag_id, run_id, {("wait", index) for index in range(len(jobids))})
     return run_id
 
 
@@ -104,11 +85,8 @@ def test_sensors_started_from_the_trigger_take_no_worker(
     jobids = flux.pending_jobs(3)
     run_id = airflow.trigger(dag_id, {"jobids": jobids})
     waits = {("from_conf_0", 0), ("from_conf_1", 1), ("from_xcom", 2), ("mapped", 2)}
-    wait_for_deferred(
-        airflow,
-        dag_id,
-        run_id,
-        {(task_id, -1 if task_id != "mapped" else 0) for task_id, _ in waits},
+    airflow.wait_for_deferred(
+        dag_id, run_id, {(task_id, -1 if task_id != "mapped" else 0) for task_id, _ in waits}
     )
     for jobid in jobids:
         flux.release(jobid)
@@ -165,7 +143,7 @@ def test_clearing_or_failing_a_deferred_submit_task_cancels_its_job(
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"long_job_{kind}", f"flux_{kind}"
     run_id = airflow.trigger(dag_id)
-    wait_for_deferred(airflow, dag_id, run_id, {("run", -1)})
+    airflow.wait_for_deferred(dag_id, run_id, {("run", -1)})
     first = int(airflow.xcom(dag_id, run_id, "run", key="jobid"))
     jobs = [first]
     try:
