@@ -91,6 +91,8 @@ class FluxBindings:
         if not waitcreate:
             return self.job.event_watch_async(handle, jobid, eventlog)
         flags = self.constant("JOB_EVENT_WATCH_WAITCREATE", _WAITCREATE_DEFAULT)
+        if self.simulated:  # the simulated bindings take the flags
+            return self.job.event_watch_async(handle, jobid, eventlog, flags)
         raw = importlib.import_module(f"{self.job.__name__}._wrapper")._RAW
         return self.job.JobEventWatchFuture(raw.event_watch(handle, int(jobid), eventlog, flags))
 

@@ -8,9 +8,17 @@ It serves the RPCs the provider sends to a real broker, with the same semantics
   waits for the job to start and ends once the job is inactive. Unknown job or
   path: ENOENT (a path is waited for with the WAITCREATE flag).
 - ``job-info.eventlog-watch-cancel`` ends the named stream with ENODATA.
-- ``job-info.lookup``, ``job-info.stats-get``, ``job-manager.submit`` and
-  ``job-manager.raise`` (what ``flux cancel`` sends).
+- ``job-info.lookup`` (eventlogs, and ``jobspec`` as job-ingest stored it),
+  ``job-info.stats-get``, ``job-manager.submit`` and ``job-manager.raise`` (what
+  ``flux cancel`` sends).
+- ``job-list.list``, answered in one response, for what the provider asks of it:
+  constraints on ``userid``, ``name``, ``states`` and ``results`` (masks) joined by
+  ``and``, ``or`` and ``not``; the attrs in :data:`LIST_ATTRS`.
 - A client that disconnects loses its watchers, as on a real broker.
+
+A job's ``attributes.system.simulator`` options shape it: ``scenario`` (the
+recording it replays), ``hold_before``, ``private`` and ``output`` (lines its tasks
+write while it runs; see :class:`OutputOption`).
 
 ``sim.*`` topics script it from tests: submit a scenario and hold it before an
 event, release it, post an event now, drop every connection.
@@ -19,6 +27,7 @@ event, release it, post an event now, drop every connection.
 from __future__ import annotations
 
 import errno
+import functools
 import heapq
 import itertools
 import json
@@ -26,7 +35,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +46,24 @@ from airflow_provider_flux.testing.scenarios import DEFAULT_SCENARIO, load_scena
 WAITCREATE = 1
 MAIN_EVENTLOG = "eventlog"
 GUEST_PREFIX = "guest."
+OUTPUT_EVENTLOG = "guest.output"
+USERID_UNKNOWN = 0xFFFFFFFF  # FLUX_USERID_UNKNOWN
+# Generated output with no interval is written this much per turn of the broker's
+# loop, which then serves its clients.
+OUTPUT_BURST_BYTES = 1 << 18
+OUTPUT_BURST_EVENTS = 256
+
+# flux_job_state_t and flux_job_result_t (src/common/libjob/job.h).
+STATE_NEW, STATE_DEPEND, STATE_PRIORITY, STATE_SCHED = 1, 2, 4, 8
+STATE_RUN, STATE_CLEANUP, STATE_INACTIVE = 16, 32, 64
+RESULT_COMPLETED, RESULT_FAILED, RESULT_CANCELED, RESULT_TIMEOUT = 1, 2, 4, 8
+# The main eventlog events that move a job on (the recordings only go forward).
+EVENT_STATES = {
+    "validate": STATE_DEPEND, "depend": STATE_PRIORITY, "priority": STATE_SCHED,
+    "alloc": STATE_RUN, "finish": STATE_CLEANUP, "clean": STATE_INACTIVE,
+}  # fmt: skip
+# What job-list gives of a job here ("all": these).
+LIST_ATTRS = ("userid", "name", "t_submit", "state", "result")
 
 
 class RequestError(Exception):
@@ -70,6 +97,200 @@ def validate_jobspec(text: str) -> dict[str, Any]:
     return dict(jobspec)
 
 
+def jobspec_text(jobspec: dict[str, Any]) -> str:
+    """The ``jobspec`` key as job-ingest writes it: compact JSON without
+    ``attributes.system.environment`` (it stays in ``J``)."""
+    system = jobspec["attributes"].get("system")
+    if isinstance(system, dict) and "environment" in system:
+        system = {key: value for key, value in system.items() if key != "environment"}
+        jobspec = {**jobspec, "attributes": {**jobspec["attributes"], "system": system}}
+    return json.dumps(jobspec, separators=(",", ":"), ensure_ascii=False)
+
+
+def job_name(jobspec: dict[str, Any]) -> str | None:
+    """job-list's name of a job: ``attributes.system.job.name``, else the basename of
+    its first task's command."""
+    name = jobspec["attributes"].get("system", {}).get("job", {}).get("name")
+    if name is None and jobspec["tasks"]:
+        return str(jobspec["tasks"][0]["command"][0]).rsplit("/", 1)[-1]
+    return None if name is None else str(name)
+
+
+def job_info(job: Job) -> dict[str, Any]:
+    """What job-list knows of a job, read from its main eventlog: ``LIST_ATTRS``, and
+    ``id``, ``priority``, ``t_alloc`` and ``t_clean``, which order the listing."""
+    info: dict[str, Any] = {"id": job.id, "name": job.name, "state": STATE_NEW, "priority": 0}
+    fatal = None  # the type of the first fatal exception
+    success = False
+    for line in job.eventlogs.get(MAIN_EVENTLOG, []):
+        event = json.loads(line)
+        name, context = event["name"], event.get("context", {})
+        info.setdefault(f"t_{name}", event["timestamp"])
+        if name == "submit":
+            info["userid"] = context.get("userid")
+        elif name == "priority":
+            info["priority"] = context.get("priority", 0)
+        elif name == "finish":
+            success = context.get("status") == 0
+        elif name == "exception" and context.get("severity") == 0:
+            fatal = fatal or context.get("type", "")
+            info["state"] = max(info["state"], STATE_CLEANUP)
+        info["state"] = max(info["state"], EVENT_STATES.get(name, STATE_NEW))
+    if info["state"] == STATE_INACTIVE:
+        ended = {"cancel": RESULT_CANCELED, "timeout": RESULT_TIMEOUT}
+        info["result"] = RESULT_COMPLETED if success else ended.get(fatal or "", RESULT_FAILED)
+    return info
+
+
+def listing_order(info: dict[str, Any]) -> tuple[int, float, int]:
+    """job-list's order: pending jobs (highest priority, then first submitted,
+    first), running ones (last started first), then inactive ones (last ended first)."""
+    if info["state"] < STATE_RUN:
+        return (0, -info["priority"], info["id"])
+    if info["state"] < STATE_INACTIVE:
+        return (1, -info.get("t_alloc", 0.0), -info["id"])
+    return (2, -info["t_clean"], -info["id"])
+
+
+Match = Callable[[dict[str, Any]], bool]
+
+
+def compile_constraint(constraint: Any) -> Match:
+    """An RFC 31 constraint with the operators simulated; ``ValueError`` says what
+    is wrong with it."""
+    if not constraint:
+        return lambda info: True
+    if not isinstance(constraint, dict) or len(constraint) != 1:
+        raise ValueError("constraint must be an object with one operator")
+    ((op, values),) = constraint.items()
+    if not isinstance(values, list):
+        raise ValueError(f"operator {op} values not an array")
+    if op in ("and", "or", "not"):
+        parts = [compile_constraint(value) for value in values]
+        if op == "and":
+            return lambda info: all(part(info) for part in parts)
+        if op == "or":  # an empty "or" is true (RFC 31)
+            return lambda info: not parts or any(part(info) for part in parts)
+        return lambda info: not all(part(info) for part in parts)
+    kind = str if op == "name" else int
+    if op not in ("userid", "name", "states", "results"):
+        raise ValueError(f"unknown constraint operator: {op}")
+    if any(not isinstance(v, kind) or isinstance(v, bool) for v in values):
+        raise ValueError(f"{op} value must be {'a string' if kind is str else 'an integer'}")
+    if op == "userid":
+        return lambda info: USERID_UNKNOWN in values or info.get("userid") in values
+    if op == "name":
+        return lambda info: info["name"] in values
+    mask = functools.reduce(int.__or__, values, 0)
+    key = "state" if op == "states" else "result"
+    return lambda info: bool(info.get(key, 0) & mask)
+
+
+@dataclass(frozen=True)
+class OutputOption:
+    """``attributes.system.simulator.output``: what the job's tasks write once they run.
+
+    Line ``i`` (from 1) is ``f"line {i}"``, padded with ``x`` to ``line_bytes`` bytes
+    with its newline. Data events come ``interval`` seconds apart (of recorded time:
+    the broker's speed divides it), one line each, or with ``chunk_bytes`` as many
+    whole lines as fit in that many bytes (a longer line is split). With
+    ``redirect`` (``flux submit --output=FILE``), ``guest.output`` gets a
+    ``redirect`` event per stream instead, and no data, not even end of file.
+    """
+
+    lines: int
+    interval: float = 0.0
+    line_bytes: int | None = None
+    stream: str = "stdout"
+    chunk_bytes: int | None = None
+    redirect: str | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> OutputOption:
+        """Read the option from a jobspec; EINVAL says what is wrong with it."""
+        try:
+            option = cls(**value)
+        except TypeError as err:  # not a mapping, or keys missing or unknown
+            raise RequestError(errno.EINVAL, f"simulator.output: {err}") from None
+
+        def at_least(found: Any, minimum: int, kind: Any = int) -> bool:
+            return isinstance(found, kind) and not isinstance(found, bool) and found >= minimum
+
+        shortest = len(f"line {option.lines}\n")  # the last line, unpadded
+        for key, rule, ok in (
+            ("lines", "an integer >= 0", at_least(option.lines, 0)),
+            ("interval", "a number of seconds >= 0", at_least(option.interval, 0, (int, float))),
+            ("line_bytes", f"an integer >= {shortest}", at_least(option.line_bytes, shortest)),
+            ("stream", "'stdout' or 'stderr'", option.stream in ("stdout", "stderr")),
+            ("chunk_bytes", "an integer >= 1", at_least(option.chunk_bytes, 1)),
+            ("redirect", "a path", isinstance(option.redirect, str) and option.redirect != ""),
+        ):
+            found = getattr(option, key)
+            if not ok and (found is not None or key in ("lines", "interval", "stream")):
+                raise RequestError(
+                    errno.EINVAL, f"simulator.output: {key} must be {rule}, not {found!r}"
+                )
+        return option
+
+    def chunks(self) -> Iterator[str]:
+        """The text of each data event, made as it is written (never held whole)."""
+        pending = ""
+        for number in range(1, self.lines + 1):
+            line = f"line {number}"
+            if self.line_bytes is not None:
+                line = line.ljust(self.line_bytes - 1, "x")
+            line += "\n"
+            if self.chunk_bytes is None:
+                yield line
+                continue
+            if pending and len(pending) + len(line) > self.chunk_bytes:
+                yield pending
+                pending = ""
+            while len(line) > self.chunk_bytes:
+                yield line[: self.chunk_bytes]
+                line = line[self.chunk_bytes :]
+            pending += line
+        if pending:
+            yield pending
+
+
+@dataclass(frozen=True)
+class Step:
+    """An event a job posts ``at`` seconds into its schedule; with ``output``, the
+    start of its generated output, which the steps after it wait for."""
+
+    at: float
+    path: str
+    name: str
+    context: dict[str, Any]
+    output: OutputOption | None = None
+
+
+def with_output(steps: list[Step], option: OutputOption) -> list[Step]:
+    """A schedule whose tasks write ``option``'s output in place of the recorded one,
+    once they have started and the ``guest.output`` header is written; every event
+    recorded after that waits for its end. Tasks that never ran write none."""
+    header = next((s for s in steps if s.path == OUTPUT_EVENTLOG and s.name == "header"), None)
+    started = next((s for s in steps if s.name == "shell.start"), None)
+    if header is None or started is None:
+        return steps
+    kept = [s for s in steps if not (s.path == OUTPUT_EVENTLOG and s.name == "data")]
+    if option.redirect is not None:
+        ntasks = int(header.context.get("count", {}).get("stdout", 1))
+        ranks = "0" if ntasks == 1 else f"[0-{ntasks - 1}]"
+        index = kept.index(header) + 1
+        kept[index:index] = [
+            Step(header.at, OUTPUT_EVENTLOG, "redirect",
+                 {"stream": stream, "rank": ranks, "path": option.redirect})
+            for stream in ("stdout", "stderr")
+        ]  # fmt: skip
+        return kept
+    anchor = max(header.at, started.at)
+    index = next((i for i, s in enumerate(kept) if s.at > anchor), len(kept))
+    kept.insert(index, Step(anchor, OUTPUT_EVENTLOG, "data", {}, option))
+    return kept
+
+
 @dataclass(eq=False)
 class Client:
     sock: socket.socket
@@ -91,11 +312,15 @@ class Watcher:
 @dataclass(eq=False)
 class Job:
     id: int
+    jobspec: dict[str, Any] | None  # None: a job of sim.submit
+    name: str | None
     private: bool = False
     eventlogs: dict[str, list[str]] = field(default_factory=dict)
-    held: list[tuple[float, str, str, dict[str, Any]]] = field(default_factory=list)
+    hold_before: str | None = None
+    held: list[Step] = field(default_factory=list)
     timers: list[list[Any]] = field(default_factory=list)
     watchers: list[Watcher] = field(default_factory=list)
+    output: Iterator[str] | None = None  # the generated output being written
 
     def has_event(self, name: str) -> bool:
         return any(f'"name":"{name}"' in line for line in self.eventlogs.get(MAIN_EVENTLOG, []))
@@ -120,6 +345,7 @@ class SimulatedBroker:
         self.socket_path = socket_path
         self.speed = speed
         self.jobs: dict[int, Job] = {}
+        self.userid = os.getuid()
         self._started = time.monotonic()
         self._last_millis = 0
         self._seq = 0
@@ -136,6 +362,7 @@ class SimulatedBroker:
             "job-manager.submit": self._submit,
             "job-manager.raise": self._raise,
             "job-manager.urgency": self._urgency,
+            "job-list.list": self._job_list,
             "attr.get": self._attr_get,
             "sim.submit": self._submit,
             "sim.release": self._release,
@@ -264,8 +491,8 @@ class SimulatedBroker:
 
     def _submit(self, client: Client, message: Message) -> dict[str, Any]:
         payload = message.get("payload") or {}
-        jobspec = validate_jobspec(payload["J"]) if "J" in payload else {}
-        system = jobspec.get("attributes", {}).get("system", {})
+        jobspec = validate_jobspec(payload["J"]) if "J" in payload else None
+        system = (jobspec or {}).get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
         name = options.get("scenario", DEFAULT_SCENARIO)
         # A job array's jobs (FLUX_JOB_CC) may each play their own scenario.
@@ -275,18 +502,22 @@ class SimulatedBroker:
             scenario = load_scenario(name)
         except ValueError as err:
             raise RequestError(errno.EINVAL, str(err)) from err
+        output = None if options.get("output") is None else OutputOption.parse(options["output"])
         jobid = self._new_jobid()
-        job = Job(jobid, private=bool(options.get("private", False)))
+        private = bool(options.get("private", False))
+        userid = self.userid + 1 if private else self.userid  # another user's job
+        job = Job(jobid, jobspec, job_name(jobspec) if jobspec else name, private)
         self.jobs[jobid] = job
-        hold_before = options.get("hold_before")
+        job.hold_before = options.get("hold_before")
         if options.get("urgency") == 0:
-            hold_before = hold_before or "alloc"  # urgency 0 is a hold, as in flux
+            job.hold_before = job.hold_before or "alloc"  # urgency 0 is a hold, as in flux
+        steps = []
         for event in scenario.schedule():
-            item = (event.offset / self.speed, event.eventlog, event.name, event.context)
-            if hold_before and (job.held or event.name == hold_before):
-                job.held.append(item)
-            else:
-                self._schedule(job, *item)
+            context = event.context
+            if event.eventlog == MAIN_EVENTLOG and event.name == "submit":
+                context = {**context, "userid": userid}  # the submitter's, not the recording's
+            steps.append(Step(event.offset / self.speed, event.eventlog, event.name, context))
+        self._play(job, with_output(steps, output) if output else steps, 0.0)
         return {"id": jobid}
 
     def _new_jobid(self) -> int:
@@ -300,12 +531,28 @@ class SimulatedBroker:
             self._last_millis, self._seq = millis + 1, 0
         return (self._last_millis << 24) | self._seq
 
-    def _schedule(
-        self, job: Job, delay: float, path: str, name: str, context: dict[str, Any]
-    ) -> None:
+    def _play(self, job: Job, steps: list[Step], now: float) -> None:
+        """Schedule ``steps`` (``now``: the time in the schedule that is the present) up
+        to the event the job is held before, or up to generated output, which plays
+        the steps after it once it is written."""
+        for index, step in enumerate(steps):
+            if step.name == job.hold_before:
+                job.hold_before = None
+                job.held = steps[index:]
+                return
+            if step.output is not None:
+                start = functools.partial(self._write_output, job, step, steps[index + 1 :])
+                self._job_later(job, step.at - now, start)
+                return
+            post = functools.partial(self._append, job, step.path, step.name, step.context)
+            self._job_later(job, step.at - now, post)
+
+    def _job_later(self, job: Job, delay: float, action: Callable[[], None]) -> None:
+        """Call ``action`` after ``delay`` seconds, unless the job ends first."""
+
         def fire() -> None:
             job.timers.remove(timer)
-            self._append(job, path, name, context)
+            action()
 
         timer = self._call_later(delay, fire)
         job.timers.append(timer)
@@ -313,10 +560,8 @@ class SimulatedBroker:
     def _release(self, client: Client, message: Message) -> dict[str, Any]:
         job = self._job(message.get("payload") or {})
         if job.held:
-            base = job.held[0][0]
-            for delay, path, name, context in job.held:
-                self._schedule(job, delay - base, path, name, context)
-            job.held.clear()
+            steps, job.held = job.held, []
+            self._play(job, steps, steps[0].at)
         return {}
 
     def _urgency(self, client: Client, message: Message) -> dict[str, Any]:
@@ -357,6 +602,8 @@ class SimulatedBroker:
             timer[2] = None
         job.timers.clear()
         job.held.clear()
+        if job.output is not None:
+            self._close_output(job)  # the tasks are killed: their streams close
         if job.started:
             self._append(job, MAIN_EVENTLOG, "finish", {"status": status})
             self._append(job, MAIN_EVENTLOG, "release", {"ranks": "all", "final": True})
@@ -370,6 +617,46 @@ class SimulatedBroker:
         job.eventlogs.setdefault(path, []).append(protocol.encode(event).decode().rstrip("\n"))
         for watcher in list(job.watchers):
             self._pump(watcher)
+
+    # -- generated output -------------------------------------------------------
+
+    def _write_output(self, job: Job, step: Step, rest: list[Step]) -> None:
+        """Write the job's generated output, one event every interval (several when
+        the interval is 0, then let other work in), then play ``rest``."""
+        assert step.output is not None
+        stream = step.output.stream
+        interval = step.output.interval / self.speed
+        texts = job.output = step.output.chunks()
+        began = time.monotonic()
+
+        def tick(written: int) -> None:
+            burst = 0
+            for text in texts:
+                context = {"stream": stream, "rank": "0", "data": text}
+                self._append(job, OUTPUT_EVENTLOG, "data", context)
+                written += 1
+                burst += len(text)
+                if interval or burst >= OUTPUT_BURST_BYTES or written % OUTPUT_BURST_EVENTS == 0:
+                    delay = max(0.0, began + written * interval - time.monotonic())
+                    self._job_later(job, delay, functools.partial(tick, written))
+                    return
+            self._close_output(job)
+            self._play(job, rest, step.at)
+
+        tick(0)
+
+    def _close_output(self, job: Job) -> None:
+        """End of file on every stream of every task."""
+        job.output = None
+        header = next(
+            (line for line in job.eventlogs.get(OUTPUT_EVENTLOG, []) if '"name":"header"' in line),
+            None,
+        )
+        ntasks = json.loads(header)["context"]["count"]["stdout"] if header else 1
+        for stream in ("stderr", "stdout"):
+            for rank in range(ntasks):
+                context = {"stream": stream, "rank": str(rank), "eof": True}
+                self._append(job, OUTPUT_EVENTLOG, "data", context)
 
     # -- eventlog watches ------------------------------------------------------
 
@@ -445,12 +732,41 @@ class SimulatedBroker:
             raise RequestError(errno.EPERM)
         result: dict[str, Any] = {"id": job.id}
         for key in payload.get("keys", []):
+            if key == "jobspec" and job.jobspec is not None:
+                result[key] = jobspec_text(job.jobspec)
+                continue
             # Guest eventlogs reach the main namespace when the job releases.
             copied = not key.startswith(GUEST_PREFIX) or job.has_event("release")
             if key not in job.eventlogs or not copied:
                 raise RequestError(errno.ENOENT, f"{key}: key not found")
             result[key] = "".join(line + "\n" for line in job.eventlogs[key])
         return result
+
+    def _job_list(self, client: Client, message: Message) -> dict[str, Any]:
+        payload = message.get("payload") or {}
+        max_entries, attrs = payload.get("max_entries"), payload.get("attrs")
+        since = payload.get("since", 0.0)
+        if not (isinstance(max_entries, int) and max_entries >= 0 and isinstance(attrs, list)):
+            raise RequestError(errno.EPROTO, "invalid payload: max_entries and attrs required")
+        if not isinstance(since, (int, float)) or since < 0:
+            raise RequestError(errno.EPROTO, "invalid payload: since must be a number >= 0")
+        for attr in attrs:
+            if attr != "all" and attr not in LIST_ATTRS:
+                raise RequestError(errno.EINVAL, f"{attr} is not a valid attribute")
+        try:
+            match = compile_constraint(payload.get("constraint"))
+        except ValueError as err:
+            text = f"invalid payload: constraint object invalid: {err}"
+            raise RequestError(errno.EPROTO, text) from err
+        infos = [job_info(job) for job in self.jobs.values()]
+        # A job still NEW is not listed yet; since: inactive jobs ended after then.
+        infos = [
+            i for i in infos if i["state"] != STATE_NEW and i.get("t_clean", since + 1) > since
+        ]
+        infos = sorted(filter(match, infos), key=listing_order)[: max_entries or None]
+        wanted = LIST_ATTRS if "all" in attrs else attrs
+        entries = [{k: i[k] for k in ("id", *wanted) if i.get(k) is not None} for i in infos]
+        return {"jobs": entries}
 
     def _attr_get(self, client: Client, message: Message) -> dict[str, Any]:
         name = (message.get("payload") or {}).get("name")

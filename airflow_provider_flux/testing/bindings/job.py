@@ -1,7 +1,7 @@
-"""Stand-in for ``flux.job``: eventlog watches, lookups, submit and cancel.
+"""Stand-in for ``flux.job``: eventlog watches, lookups, job listings, submit and cancel.
 
 Names, signatures and behaviour follow flux-core's ``flux/job/event.py``,
-``kvslookup.py``, ``submit.py`` and ``kill.py``.
+``kvslookup.py``, ``list.py``, ``submit.py`` and ``kill.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from airflow_provider_flux.testing.bindings.handle import Flux, Future
@@ -141,9 +142,55 @@ def event_wait(
 def job_info_lookup(
     flux_handle: Flux, jobid: int, keys: list[str] | None = None, flags: int = 0
 ) -> Future:
-    """Read job keys (``eventlog``, ...) as they stand: one RPC."""
+    """Read job keys (``eventlog``, ``jobspec``: JSON text, ...) as they stand: one RPC."""
     payload = {"id": int(jobid), "keys": keys or ["jobspec"], "flags": flags}
     return flux_handle.rpc("job-info.lookup", payload)
+
+
+class JobListRPC:
+    """The future of :func:`job_list`."""
+
+    def __init__(self, future: Future) -> None:
+        self._future = future
+
+    def get_jobs(self) -> list[dict[str, Any]]:
+        """The jobs (blocking): dicts with ``id`` and the attrs asked for."""
+        return list(self._future.get()["jobs"])
+
+
+def job_list(
+    flux_handle: Flux,
+    max_entries: int = 1000,
+    attrs: Sequence[str] = ("all",),
+    userid: int = os.getuid(),
+    states: int = 0,
+    results: int = 0,
+    since: float = 0.0,
+    name: str | None = None,
+    queue: str | Iterable[str] | None = None,
+    constraint: dict[str, Any] | None = None,
+) -> JobListRPC:
+    """List jobs (``job-list.list``) as flux-core builds the request: the user's
+    (``FLUX_USERID_UNKNOWN``: everyone's), ``states`` or ``results`` (masks), and
+    ``constraint`` (RFC 31). The simulated broker has no queues: it refuses ``queue``."""
+    terms: list[dict[str, Any]] = [] if constraint is None else [constraint]
+    if userid != 0xFFFFFFFF:  # FLUX_USERID_UNKNOWN
+        terms.append({"userid": [userid]})
+    if name:
+        terms.append({"name": [name]})
+    if queue:
+        terms.append({"queue": [queue] if isinstance(queue, str) else list(queue)})
+    if states and results:
+        terms.append({"or": [{"states": [states]}, {"results": [results]}]})
+    elif states or results:
+        terms.append({"states": [states]} if states else {"results": [results]})
+    payload = {
+        "max_entries": int(max_entries),
+        "attrs": list(attrs),
+        "since": since,
+        "constraint": {"and": terms},
+    }
+    return JobListRPC(flux_handle.rpc("job-list.list", payload))
 
 
 class SubmitFuture:
