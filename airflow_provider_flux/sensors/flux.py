@@ -23,6 +23,7 @@ from airflow_provider_flux.exceptions import (
     FluxJobNotFoundError,
 )
 from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.job_output import DEFAULT_OUTPUT_LIMIT
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobids import parse_jobids
 from airflow_provider_flux.triggers.flux import (
@@ -149,6 +150,9 @@ class FluxJobEventSensor(FluxEventSensorBase):
         templated fields (the triggerer does not render them).
     :param end_from_trigger: end a successful wait in the triggerer, without a
         worker (default True).
+    :param stream_output: while deferred, log the job's stdout and stderr lines in the
+        task log as the job writes them (default False; not in poke mode).
+    :param output_limit: bytes of output to log with ``stream_output``.
 
     The other arguments are :class:`FluxEventSensorBase`'s.
     """
@@ -171,11 +175,15 @@ class FluxJobEventSensor(FluxEventSensorBase):
         jobid: int | str,
         start_from_trigger: bool = False,
         end_from_trigger: bool = True,
+        stream_output: bool = False,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.jobid = jobid
         self.end_from_trigger = end_from_trigger
+        self.stream_output = stream_output
+        self.output_limit = output_limit
         # Why a wait asked to start in the triggerer starts in a worker (task log).
         self.start_in_worker_reason = self._why_not_from_trigger() if start_from_trigger else None
         self.start_from_trigger = start_from_trigger and self.start_in_worker_reason is None
@@ -221,6 +229,8 @@ class FluxJobEventSensor(FluxEventSensorBase):
             "count": self.count,
             "end_from_trigger": self.end_from_trigger,
             "xcom_push": self.do_xcom_push,
+            "stream_output": self.stream_output,
+            "output_limit": self.output_limit,
         }
 
     def _validated_jobid(self) -> int:
@@ -236,6 +246,8 @@ class FluxJobEventSensor(FluxEventSensorBase):
         # Bad input fails here, before deferring.
         spec, eventlog = self._spec(), self._eventlog()
         if not self.deferrable:
+            if self.stream_output:
+                self.log.warning("stream_output: no live output in poke mode (not deferrable)")
             return super().execute(context)
         self.log.info("deferring until %s of Flux job %s", spec.describe(), format_jobid(jobid))
         self.defer(

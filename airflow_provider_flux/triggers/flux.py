@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ from airflow_provider_flux.event_wait import (
 )
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.job_output import DEFAULT_OUTPUT_LIMIT, OutputFollower, OutputProgress
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobids import pack_jobids, parse_jobids
 from airflow_provider_flux.version_compat import (
@@ -68,6 +70,10 @@ UNKNOWN_STATE = "<unknown>"
 
 # How long a question to the triggerer's supervisor may take (it may be shutting down).
 SUPERVISOR_TIMEOUT_SECONDS = 10.0
+
+# The XCom a trigger that streams a job's output saves its progress in, so that a
+# trigger re-created after a triggerer restart does not show the output again.
+OUTPUT_PROGRESS_XCOM_KEY = "flux_output"
 
 # Above this many jobs, a trigger's serialized form packs their IDs (jobids.pack_jobids).
 PACK_JOBIDS_ABOVE = 16
@@ -272,6 +278,13 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         failed wait still resumes the task in a worker, where it fails without retry
         or, with ``soft_fail``, skips.
     :param xcom_push: with ``end_from_trigger``, push the result as the task's XCom.
+    :param stream_output: while waiting, log the job's stdout and stderr lines as the
+        job writes them (they show in the deferred task's log), ``output_limit`` bytes
+        at most; the payload's ``output`` then says how much was shown and cut. The
+        progress is saved in the task's XCom ``flux_output``, so a trigger re-created
+        after a triggerer restart goes on where it was (the last seconds may show
+        twice, and the log says so).
+    :param output_limit: bytes of output to log with ``stream_output``.
 
     A task that starts in the triggerer (``start_from_trigger``) may give ``jobid``,
     ``event``, ``eventlog`` and ``match_context`` as Jinja templates, which Airflow
@@ -300,6 +313,8 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         count: int = 1,
         end_from_trigger: bool = False,
         xcom_push: bool = True,
+        stream_output: bool = False,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # BaseTrigger is unannotated
         # Until _resolve() (at once, unless a field is a template rendered later in
@@ -319,6 +334,8 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         self.count = count
         self.end_from_trigger = end_from_trigger
         self.xcom_push = xcom_push
+        self.stream_output = stream_output
+        self.output_limit = output_limit
         self._fired = False
         if jobid is not None and not any(
             is_template(value) for value in (jobid, event, eventlog, match_context)
@@ -359,6 +376,8 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
                 "count": self.count,
                 "end_from_trigger": self.end_from_trigger,
                 "xcom_push": self.xcom_push,
+                "stream_output": self.stream_output,
+                "output_limit": self.output_limit,
             },
         )
 
@@ -420,16 +439,46 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
         await log_off_loop(
             self, "info", "waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog
         )
-        payload = await self._watch_until(lambda: self._watch(uri, job), self._jobs_to_cancel, uri)
-        if isinstance(payload, dict):
-            return payload
-        return self._payload(
-            "error",
-            f"job {job}: the task timed out; the job was cancelled ({self.timeout_reason()})",
-            reason=REASON_TIMED_OUT,
+        follower = await self._output_follower(uri) if self.stream_output else None
+        try:
+            payload = await self._watch_until(
+                lambda: self._watch(uri, job, follower), self._jobs_to_cancel, uri
+            )
+            output = await follower.close() if follower is not None else None
+        finally:
+            if follower is not None:
+                await follower.cancel()
+        if not isinstance(payload, dict):
+            payload = self._payload(
+                "error",
+                f"job {job}: the task timed out; the job was cancelled ({self.timeout_reason()})",
+                reason=REASON_TIMED_OUT,
+            )
+        if output is not None:
+            payload["output"] = output.to_dict()
+        return payload
+
+    async def _output_follower(self, uri: str | None) -> OutputFollower:
+        """A follower of the job's output that logs here; in a triggerer (not inline
+        in ``dag.test()``) it saves its progress in the task's XCom and resumes it."""
+
+        async def emit(text: str) -> None:
+            await log_off_loop(self, "info", "%s", text)
+
+        if self.trigger_id is None:
+            return OutputFollower(self.jobid, uri, self.output_limit, emit)
+
+        async def checkpoint(progress: OutputProgress) -> None:
+            await _set_task_xcom(self, OUTPUT_PROGRESS_XCOM_KEY, progress.to_dict())
+
+        saved = await _get_task_xcom(self, OUTPUT_PROGRESS_XCOM_KEY)
+        return OutputFollower(
+            self.jobid, uri, self.output_limit, emit, OutputProgress.from_dict(saved), checkpoint
         )
 
-    async def _watch(self, uri: str | None, job: str) -> dict[str, Any]:
+    async def _watch(
+        self, uri: str | None, job: str, follower: OutputFollower | None
+    ) -> dict[str, Any]:
         """Watch until the wait has an outcome; its trigger event payload."""
         self._included.clear()
         # Looked up once: each lookup on the triggerer's lazy structlog proxy binds a
@@ -441,6 +490,8 @@ class FluxJobEventTrigger(CancelsJobsOnKill):
             debug("job %s: %s %s", job, event.name, event.context)
             if event.name in self.include_events:
                 self._included.append(event)
+            if follower is not None:
+                follower.seen(event)
 
         outcome = await wait_on_job(
             self.spec, self.jobid, self.eventlog, uri=uri, waitcreate=self.waitcreate,
@@ -829,13 +880,40 @@ def _state_request(ti: Any) -> Any:
     )
 
 
-def _jobid_request(ti: Any) -> Any:
-    from airflow.sdk.execution_time.comms import GetXCom
+def _xcom_request(key: str) -> Callable[[Any], Any]:
+    def build(ti: Any) -> Any:
+        from airflow.sdk.execution_time.comms import GetXCom
 
-    return GetXCom(
-        key="jobid", dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
-        map_index=ti.map_index,
-    )  # fmt: skip
+        return GetXCom(
+            key=key, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+            map_index=ti.map_index,
+        )  # fmt: skip
+
+    return build
+
+
+async def _get_task_xcom(trigger: BaseTrigger, key: str) -> Any:
+    """The value of the XCom ``key`` of the trigger's task instance, or None."""
+    response = await _ask_supervisor(trigger, f"XCom {key}", _xcom_request(key))
+    value = getattr(response, "value", None)
+    if isinstance(value, str):  # as the XCom backend stored it
+        with suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+async def _set_task_xcom(trigger: BaseTrigger, key: str, value: Any) -> None:
+    """Set the XCom ``key`` of the trigger's task instance (best effort)."""
+
+    def build(ti: Any) -> Any:
+        from airflow.sdk.execution_time.comms import SetXCom
+
+        return SetXCom(
+            key=key, value=value, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
+            map_index=ti.map_index,
+        )  # fmt: skip
+
+    await _ask_supervisor(trigger, f"XCom {key}", build)
 
 
 async def _task_state(trigger: BaseTrigger) -> str | None:
@@ -855,8 +933,7 @@ async def _task_state(trigger: BaseTrigger) -> str | None:
 async def _task_jobids(trigger: BaseTrigger) -> list[int] | None:
     """The job IDs in the XCom ``jobid`` of the trigger's task instance (one ID, or
     the list a job array pushes), if any."""
-    response = await _ask_supervisor(trigger, "XCom jobid", _jobid_request)
-    value = getattr(response, "value", None)
+    value = await _get_task_xcom(trigger, "jobid")
     if value is None:
         return None
     try:

@@ -44,7 +44,8 @@ def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
         "flux_conn_id": "flux_default", "match_context": {"status": 0},
         "raise_on_exception": True, "waitcreate": False, "reconnect_attempts": 5,
         "include_events": [], "cancel_on_kill": False, "cancel_reason": None, "deadline": None,
-        "count": 2, "end_from_trigger": True, "xcom_push": True,
+        "count": 2, "end_from_trigger": True, "xcom_push": True, "stream_output": False,
+        "output_limit": 65536,
     }  # fmt: skip
     assert deferred.value.method_name == "execute_complete"
     left = deferred.value.timeout.total_seconds()

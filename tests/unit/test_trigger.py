@@ -66,6 +66,8 @@ def test_serialize_round_trips() -> None:
         count=3,
         end_from_trigger=True,
         xcom_push=False,
+        stream_output=True,
+        output_limit=1000,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == CLASSPATH
@@ -85,6 +87,8 @@ def test_serialize_round_trips() -> None:
         "count": 3,
         "end_from_trigger": True,
         "xcom_push": False,
+        "stream_output": True,
+        "output_limit": 1000,
     }
     assert FluxJobEventTrigger(**kwargs).serialize() == (classpath, kwargs)
 

@@ -1,0 +1,318 @@
+"""A job's stdout and stderr as log lines, live from its ``guest.output`` eventlog,
+within a byte budget.
+
+Flux writes a job's output to ``guest.output`` (RFC 24): a ``header``, then ``data``
+events (``stream``, ``rank``, ``data``, maybe ``encoding`` and ``repeat``, and ``eof``),
+``redirect`` events for streams sent to files, ``log`` events of the job shell.
+:class:`OutputLines` turns them into lines; :class:`OutputFollower` watches the
+eventlog on the shared connection while another watch waits on the job, and hands
+the lines to a log as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_flux.aio import FluxWatchError, watch
+from airflow_provider_flux.aio.watch import Reconnect
+from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.jobid import format_jobid
+
+# Bytes of a job's output copied into the task log, by default.
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
+
+# After the job is clean, how long the output watch may take to deliver its last lines.
+OUTPUT_GRACE_SECONDS = 10.0
+
+# While output flows, how often a follower saves how far it got (see ``checkpoint``).
+CHECKPOINT_SECONDS = 5.0
+
+CUT_MARK = " [cut]"
+
+
+@dataclass(frozen=True)
+class OutputProgress:
+    """How far a job's output was followed.
+
+    :ivar events: ``guest.output`` events read (a re-created follower skips them).
+    :ivar shown: bytes of output logged.
+    :ivar cut: bytes left out at the limit.
+    """
+
+    events: int = 0
+    shown: int = 0
+    cut: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"events": self.events, "shown": self.shown, "cut": self.cut}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> OutputProgress | None:
+        """From :meth:`to_dict`; None for anything else (an XCom nobody else writes)."""
+        if not isinstance(value, Mapping):
+            return None
+        try:
+            return cls(int(value["events"]), int(value["shown"]), int(value["cut"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _decode(context: Mapping[str, Any]) -> str:
+    data = str(context.get("data", ""))
+    if context.get("encoding") == "base64":
+        data = base64.b64decode(data).decode("utf-8", errors="replace")
+    return data
+
+
+class OutputLines:
+    """Turns ``guest.output`` events into log lines, ``limit`` bytes of them at most.
+
+    Memory stays within the limit whatever the job writes: a line waits for its end
+    only while it fits in what is left; past the limit data is only counted.
+
+    :param limit: bytes of output (UTF-8) to show, in all.
+    :param shown: bytes already shown (a re-created follower goes on from there).
+    :param cut: bytes already left out.
+    """
+
+    def __init__(self, limit: int, shown: int = 0, cut: int = 0) -> None:
+        self.limit = limit
+        self.shown = shown
+        self.cut = cut
+        self._partial: dict[tuple[str, str], str] = {}
+        self._ranks_labelled = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.shown >= self.limit
+
+    def feed(self, event: JobEvent) -> list[str]:
+        """The lines ``event`` completes (labelled ``stdout: ...``), in order."""
+        context = event.context
+        if event.name == "header":
+            counts = context.get("count") or {}
+            self._ranks_labelled = any(int(n) > 1 for n in counts.values())
+            return []
+        if event.name == "redirect":
+            label = self._label(str(context.get("stream")), str(context.get("rank")))
+            return [f"{label}: redirected to {context.get('path')}"]
+        if event.name == "log":
+            message = str(context.get("message", ""))
+            return self._show("flux-shell", message, message)
+        if event.name != "data":
+            return []
+        key = (str(context.get("stream")), str(context.get("rank")))
+        lines: list[str] = []
+        if "data" in context:
+            lines = self._take(key, _decode(context), int(context.get("repeat", 1)))
+        if context.get("eof"):
+            lines += self.flush(key)
+        return lines
+
+    def flush(self, key: tuple[str, str] | None = None) -> list[str]:
+        """The unterminated last line of one stream (or of all), as a line."""
+        keys = [key] if key is not None else list(self._partial)
+        lines: list[str] = []
+        for each in keys:
+            rest = self._partial.pop(each, "")
+            if rest:
+                lines += self._show(self._label(*each), rest, rest)
+        return lines
+
+    def _label(self, stream: str, rank: str) -> str:
+        return f"{stream}[{rank}]" if self._ranks_labelled else stream
+
+    def _take(self, key: tuple[str, str], data: str, repeat: int) -> list[str]:
+        if self.exhausted:
+            self.cut += len(data.encode()) * repeat
+            return []
+        if repeat > 1:
+            # Flux sends repeated output once, with a count: expand only what can show.
+            fits = (self.limit - self.shown) // max(1, len(data.encode())) + 1
+            self.cut += len(data.encode()) * max(0, repeat - fits)
+            data *= min(repeat, fits)
+        text = self._partial.pop(key, "") + data
+        *complete, rest = text.split("\n")
+        lines: list[str] = []
+        label = self._label(*key)
+        for line in complete:
+            lines += self._show(label, line, line + "\n")
+        if rest:
+            if self.exhausted:
+                self.cut += len(rest.encode())
+            elif len(rest.encode()) >= self.limit - self.shown:
+                lines += self._show(label, rest, rest)  # one line past the limit
+            else:
+                self._partial[key] = rest
+        return lines
+
+    def _show(self, label: str, text: str, output: str) -> list[str]:
+        """``text`` as a line if ``output`` (what the job wrote for it: its bytes are
+        charged) fits, its first bytes if only they fit, or nothing."""
+        size = len(output.encode())
+        left = self.limit - self.shown
+        if left <= 0:
+            self.cut += size
+            return []
+        if size <= left:
+            self.shown += size
+            return [f"{label}: {text}"]
+        self.shown = self.limit
+        self.cut += size - left
+        kept = output.encode()[:left].decode(errors="ignore").rstrip("\n")
+        self._partial.clear()  # nothing more will show
+        return [f"{label}: {kept}{CUT_MARK}"]
+
+
+class OutputFollower:
+    """Follows one job's output while something else waits on the job.
+
+    Feed it the job's main eventlog through :meth:`seen`: on ``start`` it begins to
+    watch ``guest.output`` (which exists only once the job runs). A reader turns
+    events into lines as fast as they come; a writer hands ``emit`` all the lines
+    waiting, in one message, as often as ``emit`` returns (a log call per event
+    would fall behind a burst). :meth:`close` lets the reader reach the end of the
+    output, writes the rest, and says what was shown and cut.
+
+    :param jobid: the job.
+    :param uri: its instance.
+    :param limit: bytes of output to show (``output_limit``).
+    :param emit: writes lines (one message, lines joined by newlines) to the log.
+    :param resume: progress saved by an earlier follower of the same wait (its
+        events are skipped, its counts go on).
+    :param checkpoint: saves progress every ``CHECKPOINT_SECONDS`` while output
+        flows, so that a follower re-created after a restart can resume.
+    """
+
+    def __init__(
+        self,
+        jobid: int,
+        uri: str | None,
+        limit: int,
+        emit: Callable[[str], Awaitable[None]],
+        resume: OutputProgress | None = None,
+        checkpoint: Callable[[OutputProgress], Awaitable[None]] | None = None,
+    ) -> None:
+        self.jobid = jobid
+        self.uri = uri
+        self.emit = emit
+        self.checkpoint = checkpoint
+        self.resume = resume or OutputProgress()
+        self.lines = OutputLines(limit, self.resume.shown, self.resume.cut)
+        self.events = 0
+        self._pending: list[str] = []  # lines read, not yet written (within the limit)
+        self._ready = asyncio.Event()
+        self._reading: asyncio.Task[None] | None = None
+        self._others: list[asyncio.Task[None]] = []
+        self._written = self.resume  # what is in the log for sure
+        self._idle = False  # the writer waits: everything read is in the log
+        self._finished = False
+
+    @property
+    def progress(self) -> OutputProgress:
+        return OutputProgress(self.events, self.lines.shown, self.lines.cut)
+
+    def seen(self, event: JobEvent) -> None:
+        """An event of the job's main eventlog: ``start`` starts the output watch."""
+        if event.name == "start" and self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+            self._others.append(asyncio.create_task(self._write()))
+            if self.checkpoint is not None:
+                self._others.append(asyncio.create_task(self._save_progress(self.checkpoint)))
+
+    async def close(self, grace: float = OUTPUT_GRACE_SECONDS) -> OutputProgress:
+        """Let the reader reach the end of the output (the job is over) while it makes
+        progress, at most ``grace`` seconds without; write what is left, and what was
+        cut."""
+        if self._reading is not None:
+            while not self._reading.done():
+                before = self.events
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reading), grace)
+                if self.events == before:
+                    break
+            await _cancelled(self._reading)
+            self._queue(self.lines.flush())
+            self._finished = True
+            self._ready.set()
+            await self._others[0]  # the writer, until it wrote the rest
+        await self.cancel()
+        if self.lines.cut:
+            await self.emit(
+                f"output of job {format_jobid(self.jobid)}: {self.lines.cut} bytes not shown "
+                f"(output_limit={self.lines.limit} bytes; {self.lines.shown} shown)"
+            )
+        return self.progress
+
+    async def cancel(self) -> None:
+        """End the watch at once (the wait was abandoned)."""
+        for task in [*([self._reading] if self._reading else []), *self._others]:
+            await _cancelled(task)
+
+    def _queue(self, lines: list[str]) -> None:
+        if lines:
+            self._pending.extend(lines)
+            self._ready.set()
+
+    async def _read(self) -> None:
+        job = format_jobid(self.jobid)
+        if self.resume.events:
+            self._queue([
+                f"output of job {job}: going on after the {self.resume.events} output events "
+                f"already shown; lines shown in the {CHECKPOINT_SECONDS:.0f} s before the "
+                f"trigger was re-created may show again"
+            ])  # fmt: skip
+        told_cut = self.lines.exhausted
+        events = watch(self.jobid, "guest.output", uri=self.uri, waitcreate=True,
+                       reconnect=Reconnect())  # fmt: skip
+        try:
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    self.events += 1
+                    if self.events <= self.resume.events:
+                        continue
+                    self._queue(self.lines.feed(event))
+                    if self.lines.exhausted and not told_cut:
+                        told_cut = True
+                        self._queue([
+                            f"output of job {job}: output_limit={self.lines.limit} bytes "
+                            f"reached; the rest is counted, not shown"
+                        ])  # fmt: skip
+        except FluxWatchError as err:
+            self._queue([f"output of job {job} cannot be read: {err.strerror}"])
+
+    async def _write(self) -> None:
+        while True:
+            if not self._pending:
+                if self._finished:
+                    return
+                self._idle = True
+                await self._ready.wait()
+                self._ready.clear()
+                self._idle = False
+                continue
+            batch, self._pending = self._pending, []
+            read = self.progress
+            await self.emit("\n".join(batch))
+            self._written = read
+
+    async def _save_progress(self, checkpoint: Callable[[OutputProgress], Awaitable[None]]) -> None:
+        saved = self._written
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            # Past the limit nothing is written, but every event read is accounted for.
+            current = self.progress if self._idle and not self._pending else self._written
+            if current != saved:
+                saved = current
+                await checkpoint(saved)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

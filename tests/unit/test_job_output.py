@@ -1,0 +1,89 @@
+"""Job output as log lines: streams, partial lines, encodings, redirects and the limit."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job_output import OutputLines, OutputProgress
+
+HEADER = JobEvent("header", 1.0, {"version": 1, "count": {"stdout": 1, "stderr": 1}})
+
+
+def data(stream: str, text: str | None = None, rank: str = "0", **extra: Any) -> JobEvent:
+    context: dict[str, Any] = {"stream": stream, "rank": rank, **extra}
+    if text is not None:
+        context["data"] = text
+    return JobEvent("data", 2.0, context)
+
+
+def feed_all(lines: OutputLines, events: list[JobEvent]) -> list[str]:
+    shown: list[str] = []
+    for event in [HEADER, *events]:
+        shown += lines.feed(event)
+    return shown + lines.flush()
+
+
+def test_lines_are_labelled_by_stream_and_joined_across_events() -> None:
+    events = [
+        data("stdout", "hel"), data("stderr", "warn"), data("stdout", "lo\nwor"),
+        data("stderr", "ing\n"), data("stdout", "ld\n"),
+    ]  # fmt: skip
+    assert feed_all(OutputLines(1000), events) == [
+        "stdout: hello", "stderr: warning", "stdout: world",
+    ]  # fmt: skip
+
+
+def test_an_unterminated_last_line_shows_at_eof() -> None:
+    lines = OutputLines(1000)
+    lines.feed(HEADER)
+    assert lines.feed(data("stdout", "no newline")) == []
+    assert lines.feed(data("stdout", eof=True)) == ["stdout: no newline"]
+
+
+def test_base64_data_and_repeats_are_decoded_as_flux_does() -> None:
+    raw = base64.b64encode(b"ok\xff\n").decode()
+    events = [data("stdout", raw, encoding="base64"), data("stdout", "ab\n", repeat=3)]
+    assert feed_all(OutputLines(1000), events) == [
+        "stdout: ok\ufffd", "stdout: ab", "stdout: ab", "stdout: ab",
+    ]  # fmt: skip
+
+
+def test_ranks_are_named_when_the_job_has_several_tasks() -> None:
+    header = JobEvent("header", 1.0, {"count": {"stdout": 2, "stderr": 2}})
+    lines = OutputLines(1000)
+    lines.feed(header)
+    assert lines.feed(data("stdout", "a\n", rank="1")) == ["stdout[1]: a"]
+
+
+def test_redirected_streams_say_where_their_output_went() -> None:
+    redirect = JobEvent("redirect", 2.0, {"stream": "stdout", "rank": "0", "path": "/tmp/o"})
+    assert feed_all(OutputLines(1000), [redirect]) == ["stdout: redirected to /tmp/o"]
+
+
+def test_output_past_the_limit_is_counted_exactly_and_not_shown() -> None:
+    lines = OutputLines(25)
+    events = [data("stdout", f"{i:09d}\n") for i in range(100)]  # 10 bytes each
+    shown = feed_all(lines, events)
+    assert shown == ["stdout: 000000000", "stdout: 000000001", "stdout: 00000 [cut]"]
+    assert (lines.shown, lines.cut) == (25, 975)
+
+
+def test_one_huge_line_is_cut_without_being_held_whole() -> None:
+    lines = OutputLines(100)
+    lines.feed(HEADER)
+    chunk = "y" * 4 * 1024 * 1024  # Flux splits a long line into 4 MiB events
+    first = lines.feed(data("stdout", chunk))
+    assert first == ["stdout: " + "y" * 100 + " [cut]"]
+    assert lines.feed(data("stdout", chunk)) == []
+    assert lines.feed(data("stdout", "end\n")) == []
+    assert (lines.shown, lines.cut) == (100, 2 * len(chunk) + 4 - 100)
+
+
+def test_a_follower_resumes_the_counts_it_was_given() -> None:
+    progress = OutputProgress(events=7, shown=20, cut=0)
+    assert OutputProgress.from_dict(progress.to_dict()) == progress
+    assert OutputProgress.from_dict({"events": "x"}) is None
+    lines = OutputLines(25, shown=progress.shown)
+    assert lines.feed(data("stdout", "0123456789\n")) == ["stdout: 01234 [cut]"]
