@@ -9,11 +9,12 @@ own providers:
 - ``BaseTrigger.on_kill`` is new in 3.3: before it, the triggerer only calls
   ``cleanup()``, whatever ended the trigger.
 - ``DagBag`` and ``sync_bag_to_db`` moved to ``airflow.dag_processing.dagbag`` in 3.2.
+- ``ResumableJobMixin`` and the task state store are new in 3.3.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as _airflow_version
 from airflow.sdk import (
@@ -65,6 +66,27 @@ else:
         TaskDeferred,
     )
 
+if TYPE_CHECKING or AIRFLOW_V_3_3_PLUS:
+    from airflow.sdk.bases.resumablejobmixin import ResumableJobMixin
+else:
+
+    class ResumableJobMixin:
+        """Before Airflow 3.3 there is no task state store: the operator's own
+        ``submit_job`` (which finds an earlier try's job by the identity it carries)
+        is the whole of what ``durable`` does."""
+
+        external_id_key = "remote_job_id"
+
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = durable
+
+        def execute_resumable(self, context: Context) -> Any:
+            external_id = self.submit_job(context)
+            self.poll_until_complete(external_id, context)
+            return self.get_job_result(external_id, context)
+
+
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -104,6 +126,7 @@ __all__ = [
     "BaseTrigger",
     "Context",
     "PokeReturnValue",
+    "ResumableJobMixin",
     "StartTriggerArgs",
     "TaskDeferred",
     "TaskSuccessEvent",

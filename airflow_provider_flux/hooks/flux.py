@@ -178,6 +178,45 @@ class FluxHook(BaseHook):
             ) from refused
         return jobids
 
+    def find_jobs(self, names: Sequence[str], attrs: Sequence[str]) -> list[dict[str, Any]]:
+        """Jobs of any user named one of ``names``, with ``attrs`` (job-list), as a list
+        of dicts with ``id`` (blocking)."""
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        any_user = bindings.constant("USERID_UNKNOWN", 0xFFFFFFFF)
+        future = bindings.job.job_list(
+            bindings.open(uri), max_entries=0, attrs=list(attrs), userid=any_user,
+            constraint={"name": list(names)},
+        )  # fmt: skip
+        return [dict(job) for job in future.get_jobs()]
+
+    def read_jobspecs(self, jobids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The jobspecs of jobs, as submitted, on one handle (blocking); jobs that
+        cannot be read (gone, or another user's) are left out."""
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        handle = bindings.open(uri)
+        jobspecs: dict[int, dict[str, Any]] = {}
+        for window in windows(jobids):
+            futures = [
+                (jobid, bindings.job.job_info_lookup(handle, jobid, keys=["jobspec"]))
+                for jobid in window
+            ]
+            for jobid, future in futures:
+                try:
+                    jobspec = future.get()["jobspec"]
+                except OSError:
+                    continue
+                jobspecs[jobid] = json.loads(jobspec) if isinstance(jobspec, str) else jobspec
+        return jobspecs
+
+    def instance_uri(self) -> str:
+        """The URI of the instance this hook connects to, as ``flux proxy`` takes it."""
+        uri = effective_uri(self.get_uri())
+        if uri is not None:
+            return uri
+        return str(self.get_conn().attr_get("local-uri"))
+
     def cancel(self, jobid: int, reason: str | None = None) -> None:
         """Cancel a job, as ``flux cancel --message=REASON`` does (blocking)."""
         uri = self.get_uri()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,11 +13,17 @@ from typing import Any, ClassVar
 
 import yaml
 
+from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
 from airflow_provider_flux.event_wait import EventWaitSpec
 from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.exceptions import FluxJobExceptionError, FluxJobsFailedError
+from airflow_provider_flux.exceptions import (
+    FluxConnectionFailedError,
+    FluxJobExceptionError,
+    FluxJobsFailedError,
+)
 from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.job_output import DEFAULT_OUTPUT_LIMIT, OutputFollower, OutputProgress
 from airflow_provider_flux.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobspec import (
     add_dependencies,
@@ -26,17 +33,31 @@ from airflow_provider_flux.jobspec import (
     set_attribute,
     substitute_index,
 )
+from airflow_provider_flux.task_identity import (
+    IDENTITY_ATTRIBUTE,
+    TaskIdentity,
+    jobs_of_latest_earlier_try,
+)
 from airflow_provider_flux.triggers.flux import (
     CANCEL_GRACE_SECONDS,
     REASON_TIMED_OUT,
     FluxJobEventTrigger,
     FluxJobsEventTrigger,
+    wait_on_job,
 )
-from airflow_provider_flux.version_compat import AirflowFailException, BaseOperator, Context
+from airflow_provider_flux.version_compat import (
+    AirflowFailException,
+    BaseOperator,
+    Context,
+    ResumableJobMixin,
+)
 
-DEFAULT_OUTPUT_LIMIT = 64 * 1024
 # A failed array's outcome table lists every job up to this many, else the failed ones.
 TABLE_ROWS = 200
+
+# What get_job_status says of a job (or an array, taken as one).
+JOB_ACTIVE = "active"
+JOB_SUCCEEDED = "succeeded"
 
 
 class FluxJobFailedError(AirflowFailException):
@@ -91,16 +112,55 @@ def job_failure(events: Sequence[JobEvent]) -> str | None:
     return describe_wait_status(status)[2] if status else None
 
 
-class FluxSubmitJobOperator(BaseOperator):
+def job_status(hook: FluxHook, jobids: Sequence[int]) -> str:
+    """``JOB_ACTIVE`` while any of the jobs is not clean, ``JOB_SUCCEEDED`` when all
+    succeeded, else how they failed (``failed: ...``), or why they cannot be read
+    (``unknown: ...``: a job gone from the instance, or not ours to read).
+
+    :raises FluxConnectionFailedError: the instance cannot be reached (a retry of the
+        task may; submitting again would not be safe).
+    """
+    failures: list[str] = []
+    for jobid in jobids:
+        try:
+            events, complete = hook.read_eventlog(jobid)
+        except (FileNotFoundError, PermissionError) as err:
+            return f"unknown: {err}"
+        except OSError as err:
+            job = format_jobid(jobid)
+            raise FluxConnectionFailedError(f"cannot read job {job}: {err}") from err
+        if not complete:
+            return JOB_ACTIVE
+        why = job_failure(events)
+        if why is not None:
+            failures.append(f"job {format_jobid(jobid)} {why}")
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        return f"failed: {failures[0]}{more}"
+    return JOB_SUCCEEDED
+
+
+class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     """Submits a job to Flux, waits for it to end, and fails when it fails.
 
     Give exactly one of ``command``, ``jobspec`` or ``script``. The task's XCom value
-    is the job ID (int); it is also pushed under the key ``jobid`` as soon as the job
-    is submitted. With ``wait_for_completion`` (default) the task waits until the job
-    is ``clean`` (deferred to the triggerer unless ``deferrable=False``), logs the
-    job's stdout and stderr, and fails on a fatal job exception (type and note in
+    is the job ID (int). Before it waits, the task pushes the job ID under the key
+    ``jobid`` and the instance URI under ``flux_uri``. With ``wait_for_completion``
+    (default) the task waits until the job is ``clean`` (deferred to the triggerer
+    unless ``deferrable=False``), logs the job's stdout and stderr as the job writes
+    them (``stream_output``), and fails on a fatal job exception (type and note in
     the message: ``cancel``, ``timeout``, ``exec``, ``dependency`` ...) or a non-zero
     exit status (exit code, or the signal that killed it). Neither is retried.
+
+    Durable (``durable``, default True; Airflow's ``ResumableJobMixin``): a retry
+    does not submit the job again while it runs. The job ID is kept in the task
+    state store (Airflow 3.3+, key ``flux_jobid``) before the task waits, and every
+    job carries its task instance (DAG, task, run, map index, try) in the jobspec
+    attribute ``system.airflow`` and, unless ``job_name`` is given, in its name.
+    A retry (or a cleared task's new try) reconnects to the job of an earlier try
+    while it runs, returns at once if it succeeded, and submits a new job only if it
+    failed, could not be read, or there is none. A worker that died between submit
+    and storing the ID is covered too: the retry finds the job by its identity.
 
     :param command: the command, a list or a string split like a shell would.
     :param jobspec: a complete jobspec: a dict, or its JSON or YAML text.
@@ -125,9 +185,15 @@ class FluxSubmitJobOperator(BaseOperator):
     :param cancel_on_kill: cancel the job, with a note naming the DAG, task and run,
         when the task is killed, cleared, marked, or reaches ``execution_timeout``
         while it waits (deferred or in the worker).
-    :param poll_interval: seconds between eventlog reads when waiting in the worker.
+    :param poll_interval: seconds between eventlog reads when a job array waits in the
+        worker (one job is watched, not polled).
     :param output_limit: bytes of job output copied into the task log (for an array:
         in all, shared out job by job).
+    :param stream_output: log a job's output lines while it runs, as the job writes
+        them (default True), rather than all of it once the job is clean. A job array's
+        output is logged once the array is clean.
+    :param durable: reconnect to an earlier try's job rather than submit again (see
+        above; default True).
     :param array: submit a job array, like ``flux submit --cc``: a count N (indices 0
         to N-1) or a Flux idset (``"1-100"``, ``"0,2,4-7"``). Each job gets its index
         in ``FLUX_JOB_CC`` and in place of ``{cc}`` in the command, the job name and the
@@ -142,6 +208,8 @@ class FluxSubmitJobOperator(BaseOperator):
     )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"jobspec": "json", "script": "bash"}
     ui_color = "#c6e3f7"
+    # The task state store key of the submitted job ID (a list for an array).
+    external_id_key = "flux_jobid"
 
     def __init__(
         self,
@@ -168,6 +236,7 @@ class FluxSubmitJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         poll_interval: float = 5.0,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        stream_output: bool = True,
         array: int | str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -201,15 +270,19 @@ class FluxSubmitJobOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.poll_interval = poll_interval
         self.output_limit = output_limit
+        self.stream_output = stream_output
         self.array = array
         self.submitted_jobids: list[int] = []
         self._run_id: str | None = None
 
     # -- the request ---------------------------------------------------------------
 
-    def build_jobspec(self, index: int | None = None) -> dict[str, Any]:
-        """The jobspec this task submits (``index``: the job's place in an array);
-        raises ``ValueError`` for bad input."""
+    def build_jobspec(
+        self, index: int | None = None, identity: TaskIdentity | None = None
+    ) -> dict[str, Any]:
+        """The jobspec this task submits (``index``: the job's place in an array;
+        ``identity``: the task instance the job carries); raises ``ValueError`` for
+        bad input."""
         if not isinstance(self.urgency, int) or not 0 <= self.urgency <= 31:
             raise ValueError(f"urgency must be an integer from 0 to 31, not {self.urgency!r}")
 
@@ -251,6 +324,10 @@ class FluxSubmitJobOperator(BaseOperator):
                 gpus_per_task=self.gpus_per_task, **options,
             )  # fmt: skip
         add_dependencies(jobspec, [parse_jobid(j) for j in self.dependencies])
+        if identity is not None:
+            set_attribute(jobspec, IDENTITY_ATTRIBUTE, identity.attribute(index))
+            if not jobspec["attributes"].get("system", {}).get("job", {}).get("name"):
+                set_attribute(jobspec, "system.job.name", identity.job_name())
         return jobspec
 
     @staticmethod
@@ -269,17 +346,130 @@ class FluxSubmitJobOperator(BaseOperator):
     # -- running ---------------------------------------------------------------------
 
     def execute(self, context: Context) -> int | list[int]:
-        if self.array is not None:
-            return self._execute_array(context, self.array)
+        # Bad input fails here, before Flux or the task state store is asked anything.
+        self._jobspec_or_fail(self._indices()[0])
+        self._run_id = context.get("run_id")
+        self._identity = TaskIdentity.from_context(context)
+        result: int | list[int] = self.execute_resumable(context)
+        return result
+
+    # ResumableJobMixin: the external ID is the job ID, or the list of an array's.
+
+    def submit_job(self, context: Context) -> Any:
+        """Submit the job (or array), unless an earlier try of this task instance
+        submitted one that runs or succeeded: then that one (its worker died before
+        the ID was stored, or there is no task state store)."""
         hook = FluxHook(self.flux_conn_id)
-        (jobid,) = self._submit(context, hook, [None])
-        self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobid), jobid,
-                      hook.describe())  # fmt: skip
+        indices = self._indices()
+        if self.durable:
+            earlier = self._earlier_try_jobs(hook, indices)
+            if earlier is not None:
+                return earlier
+        jobids = self._submit(hook, indices)
+        if self.array is None:
+            self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobids[0]),
+                          jobids[0], hook.describe())  # fmt: skip
+            return jobids[0]
+        self.log.info(
+            "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
+            format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),
+        )  # fmt: skip
+        return jobids
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        return job_status(FluxHook(self.flux_conn_id), self._jobids_of(external_id))
+
+    def is_job_active(self, status: str) -> bool:
+        return status == JOB_ACTIVE
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == JOB_SUCCEEDED
+
+    # The mixin returns this method's value when it reconnects: the task's result.
+    def poll_until_complete(  # type: ignore[override]
+        self, external_id: Any, context: Context
+    ) -> int | list[int]:
+        """Make the jobs known (XCom ``jobid`` and ``flux_uri``, ``on_kill``), then wait
+        for them: in the triggerer (deferring) or here."""
+        hook = FluxHook(self.flux_conn_id)
+        jobids = self._jobids_of(external_id)
+        self.submitted_jobids = jobids
+        ti = context["ti"]
+        ti.xcom_push(key="jobid", value=external_id)
+        ti.xcom_push(key="flux_uri", value=hook.instance_uri())
         if not self.wait_for_completion:
-            return jobid
+            return self.get_job_result(external_id, context)
+        if self.array is not None:
+            if self.deferrable:
+                self._defer_until_clean_all(jobids)
+            return self._wait_in_worker_all(hook, jobids)
         if self.deferrable:
-            self._defer_until_clean(jobid)
-        return self._wait_in_worker(hook, jobid)
+            self._defer_until_clean(jobids[0])
+        return self._wait_in_worker(hook, jobids[0])
+
+    def get_job_result(self, external_id: Any, context: Context) -> int | list[int]:
+        jobids = self._jobids_of(external_id)
+        return jobids if self.array is not None else jobids[0]
+
+    def _jobids_of(self, external_id: Any) -> list[int]:
+        ids = external_id if isinstance(external_id, list) else [external_id]
+        return [parse_jobid(jobid) for jobid in ids]
+
+    def _indices(self) -> list[int | None]:
+        """The array indices of the jobs to submit ([None]: one job, not an array)."""
+        if self.array is None:
+            return [None]
+        try:
+            return list(array_indices(self.array))
+        except ValueError as err:
+            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
+
+    def _earlier_try_jobs(
+        self, hook: FluxHook, indices: Sequence[int | None]
+    ) -> int | list[int] | None:
+        """The jobs of the latest earlier try of this task instance, found by the
+        identity they carry, when they run or succeeded; None when a job is to be
+        submitted (none found, or they failed: those left running are cancelled)."""
+        identity = self._identity
+        if identity.try_number <= 1:
+            return None
+        names = {identity.job_name(number) for number in range(1, identity.try_number)}
+        names.update(str(name) for index in indices if (name := self._job_name(index)) is not None)
+        try:
+            found = jobs_of_latest_earlier_try(hook, identity, sorted(names))
+        except OSError as err:
+            raise FluxConnectionFailedError(
+                f"cannot look for the jobs of earlier tries on {hook.describe()}: {err}"
+            ) from err
+        if found is None:
+            self.log.info("no earlier try of this task submitted a job: submitting")
+            return None
+        try_number, by_index = found
+        jobids = [by_index[index] for index in indices if index in by_index]
+        first = format_jobid(min(by_index.values()))
+        described = f"{len(by_index)} job(s) of try {try_number} ({first} ...)"
+        if len(jobids) != len(indices):
+            # An array cut short by a dying worker: nobody waits on it.
+            self.log.warning("%s: an incomplete array; cancelling it and submitting anew",
+                             described)  # fmt: skip
+            hook.cancel_many(list(by_index.values()), "replaced by a retry: incomplete array")
+            return None
+        status = job_status(hook, jobids)
+        if status in (JOB_ACTIVE, JOB_SUCCEEDED):
+            self.log.info("found %s, submitted before its ID could be stored: %s, not "
+                          "submitting again", described, status)  # fmt: skip
+            return jobids if self.array is not None else jobids[0]
+        self.log.info("found %s: %s; submitting anew", described, status)
+        return None
+
+    def _job_name(self, index: int | None) -> str | None:
+        """The job name the task gives (``job_name``, or in ``jobspec``), if any."""
+        if self.jobspec is not None:
+            name = self._parse_jobspec(self.jobspec).get("attributes", {}).get("system", {})
+            return name.get("job", {}).get("name") if isinstance(name, Mapping) else None
+        if self.job_name is None or index is None:
+            return self.job_name
+        return substitute_index(self.job_name, index)
 
     def _deadline_and_timeout(self) -> tuple[float | None, timedelta | None]:
         """The trigger cancels the jobs on kill and at ``execution_timeout`` (Airflow
@@ -305,24 +495,52 @@ class FluxSubmitJobOperator(BaseOperator):
                 cancel_on_kill=self.cancel_on_kill,
                 cancel_reason=self._kill_reason(),
                 deadline=deadline,
+                stream_output=self.stream_output,
+                output_limit=self.output_limit,
             ),
             method_name="execute_complete",
             timeout=timeout,
         )
 
     def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
-        clean = EventWaitSpec("clean", raise_on_exception=False)
-        while True:
-            events, complete = hook.read_eventlog(jobid)
-            if clean.judge_eventlog(events, complete) is not None:
-                return self._finish(hook, jobid, events)
-            time.sleep(self.poll_interval)
+        """Watch the job here until it is clean, its output lines logged as they come."""
+        events, output = asyncio.run(self._watch_until_clean(hook.get_uri(), jobid))
+        return self._finish(hook, jobid, events, output)
+
+    async def _watch_until_clean(
+        self, uri: str | None, jobid: int
+    ) -> tuple[list[JobEvent], OutputProgress | None]:
+        async def emit(text: str) -> None:
+            self.log.info("%s", text)
+
+        follower = None
+        if self.stream_output:
+            follower = OutputFollower(jobid, uri, self.output_limit, emit)
+        events: list[JobEvent] = []
+
+        def seen(event: JobEvent) -> None:
+            events.append(event)
+            if follower is not None:
+                follower.seen(event)
+
+        try:
+            outcome = await wait_on_job(
+                EventWaitSpec("clean", raise_on_exception=False), jobid, "eventlog", uri=uri,
+                waitcreate=False, reconnect=Reconnect(), log=self.log, seen=seen,
+            )  # fmt: skip
+            output = await follower.close() if follower is not None else None
+        finally:
+            if follower is not None:
+                await follower.cancel()
+        if outcome.reason is not None:
+            raise FluxConnectionFailedError(f"waiting for the job: {outcome.message}")
+        return events, output
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
     ) -> int | list[int]:
-        """Resume when the job (or every job of the array) is clean: log the output, then
-        judge how it ended."""
+        """Resume when the job (or every job of the array) is clean: log the output
+        (unless it was logged as it came), then judge how it ended."""
         if not event:
             raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
         hook = FluxHook(self.flux_conn_id)
@@ -333,50 +551,38 @@ class FluxSubmitJobOperator(BaseOperator):
             if event.get("status") != "success":
                 raise_for_failure(event)
             return self._finish_array(hook, jobids)
-        if event.get("reason") == REASON_TIMED_OUT:
+        output = OutputProgress.from_dict(event.get("output"))
+        if event.get("reason") == REASON_TIMED_OUT and output is None:
             self._log_output(hook, int(event["jobid"]))
         if event.get("status") != "success":
             raise_for_failure(event)
         jobid = int(event["jobid"])
         events = [JobEvent.from_flux(e) for e in event.get("events", [])]
-        return self._finish(hook, jobid, events)
+        return self._finish(hook, jobid, events, output)
 
     # -- job arrays ------------------------------------------------------------------
 
-    def _submit(self, context: Context, hook: FluxHook, indices: Sequence[int | None]) -> list[int]:
-        """Submit one job per index (None: a job that is not in an array), all or none,
-        and push their IDs to XCom (key ``jobid``: one ID, or the array's list)."""
-        try:
-            jobspecs = [self.build_jobspec(index) for index in indices]
-        except (TypeError, ValueError) as err:
-            raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
+    def _submit(self, hook: FluxHook, indices: Sequence[int | None]) -> list[int]:
+        """Submit one job per index (None: a job that is not in an array), all or none;
+        each carries this try's identity."""
+        jobspecs = [self._jobspec_or_fail(index, self._identity) for index in indices]
         what = "the job" if self.array is None else "a job of the array"
         try:
-            jobids = hook.submit_many(jobspecs, urgency=self.urgency)
+            return hook.submit_many(jobspecs, urgency=self.urgency)
         except OSError as err:
             raise AirflowFailException(
                 f"Flux at {hook.describe()} rejected {what}: {err.strerror or err}"
             ) from err
-        self.submitted_jobids = jobids
-        self._run_id = context.get("run_id")
-        context["ti"].xcom_push(key="jobid", value=jobids if self.array is not None else jobids[0])
-        return jobids
 
-    def _execute_array(self, context: Context, array: int | str) -> list[int]:
+    def _jobspec_or_fail(
+        self, index: int | None, identity: TaskIdentity | None = None
+    ) -> dict[str, Any]:
         try:
-            indices = array_indices(array)
-        except ValueError as err:
+            return self.build_jobspec(index, identity)
+        except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
-        hook = FluxHook(self.flux_conn_id)
-        jobids = self._submit(context, hook, indices)
-        self.log.info(
-            "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
-            format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),
-        )  # fmt: skip
-        if not self.wait_for_completion:
-            return jobids
-        if self.deferrable:
-            self._defer_until_clean_all(jobids)
+
+    def _wait_in_worker_all(self, hook: FluxHook, jobids: list[int]) -> list[int]:
         clean = EventWaitSpec("clean", raise_on_exception=False)
         pending = list(jobids)
         while pending:
@@ -473,9 +679,22 @@ class FluxSubmitJobOperator(BaseOperator):
 
     # -- one job ---------------------------------------------------------------------
 
-    def _finish(self, hook: FluxHook, jobid: int, events: Sequence[JobEvent]) -> int:
+    def _finish(
+        self,
+        hook: FluxHook,
+        jobid: int,
+        events: Sequence[JobEvent],
+        output: OutputProgress | None = None,
+    ) -> int:
+        """Judge how the clean job ended; log its output first unless ``output`` says
+        it was logged as the job wrote it."""
         job = format_jobid(jobid)
-        self._log_output(hook, jobid)
+        if output is None:
+            self._log_output(hook, jobid)
+        else:
+            cut = f"; {output.cut} bytes cut at output_limit" if output.cut else ""
+            self.log.info("output of Flux job %s: %d bytes logged above as the job wrote "
+                          "them%s", job, output.shown, cut)  # fmt: skip
         fatal = next((e for e in events if e.is_fatal_exception), None)
         if fatal is not None:
             ctx = fatal.context

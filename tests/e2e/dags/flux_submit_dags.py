@@ -21,6 +21,7 @@ for dag_id, options in (
     ("flux_submit", {}),
     ("flux_submit_in_worker", {"deferrable": False, "poll_interval": 0.2}),
     ("flux_submit_small_log", {"output_limit": 8}),
+    ("flux_submit_output_at_end", {"output_limit": 24, "stream_output": False}),
 ):
     with DAG(dag_id, schedule=None, start_date=START, catchup=False):
 
