@@ -4,7 +4,10 @@ job IDs."""
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, task
 
@@ -12,6 +15,35 @@ from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
 from airflow_provider_flux.sensors.flux import FluxJobEventSensor
 
 START = datetime(2026, 1, 1)
+PATH = {"PATH": "/usr/bin:/bin"}
+# The simulated instance of the deployment runs 20 times faster than real time.
+SIM_SPEED = 20
+# A job that runs until the file the run conf names as `flag` exists.
+UNTIL_FLAG = "sh -c 'while [ ! -e {{ dag_run.conf[\"flag\"] }} ]; do sleep 0.2; done'"
+HELD_UNTIL_RELEASED = {"system.simulator.hold_before": "finish"}
+
+
+class KillableSubmit(FluxSubmitJobOperator):
+    """Test hooks around the durable operator: it pushes its task process's ID to
+    XCom (``pid``) before it waits, so that the test can kill it; with
+    ``die_after_submit`` its first try dies between submitting the job and storing
+    the job ID, the window ``ResumableJobMixin`` cannot close."""
+
+    def __init__(self, *, die_after_submit: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.die_after_submit = die_after_submit
+
+    def submit_job(self, context: Any) -> Any:
+        jobid = super().submit_job(context)
+        if self.die_after_submit and context["ti"].try_number == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return jobid
+
+    def poll_until_complete(self, external_id: Any, context: Any) -> Any:
+        context["ti"].xcom_push(key="pid", value=os.getpid())
+        return super().poll_until_complete(external_id, context)
+
+
 # What start-from-trigger tasks wait on: the run conf's first jobs, by position.
 STARTED_IN_TRIGGERER = 2
 
@@ -69,7 +101,44 @@ for kind in ("sim", "real"):
         FluxSubmitJobOperator(
             task_id="run",
             command="sleep 600",
-            environment={"PATH": "/usr/bin:/bin"},
-            attributes={"system.simulator.hold_before": "finish"},
+            environment=PATH,
+            attributes=HELD_UNTIL_RELEASED,
             flux_conn_id=conn_id,
         )
+
+    # A job that writes a line a second for 30 s.
+    with DAG(f"live_output_{kind}", schedule=None, start_date=START, catchup=False):
+        FluxSubmitJobOperator(
+            task_id="run",
+            command="sh -c 'for i in $(seq 1 30); do echo line $i; sleep 1; done'",
+            environment=PATH,
+            attributes={"system.simulator.output": {"lines": 30, "interval": SIM_SPEED}},
+            flux_conn_id=conn_id,
+        )
+
+    # A job that writes 5 MB, of which output_limit (100 kB) is logged. (The
+    # benchmark runs 50 MB: at one event per line, real Flux takes over a minute.)
+    with DAG(f"big_output_{kind}", schedule=None, start_date=START, catchup=False):
+        FluxSubmitJobOperator(
+            task_id="run",
+            command="sh -c 'yes {{ 99 * \"x\" }} | head -c 5000000'",
+            environment=PATH,
+            output_limit=100_000,
+            attributes={"system.simulator.output": {"lines": 50_000, "line_bytes": 100}},
+            flux_conn_id=conn_id,
+        )
+
+    # Jobs waited on in the worker, with retries: the tests kill the worker.
+    with DAG(f"durable_{kind}", schedule=None, start_date=START, catchup=False):
+        for task_id, die_after_submit in (("run", False), ("die_after_submit", True)):
+            KillableSubmit(
+                task_id=task_id,
+                command=UNTIL_FLAG,
+                environment=PATH,
+                attributes=HELD_UNTIL_RELEASED,
+                deferrable=False,
+                die_after_submit=die_after_submit,
+                retries=2,
+                retry_delay=timedelta(seconds=2),
+                flux_conn_id=conn_id,
+            )

@@ -1,0 +1,160 @@
+"""Long jobs in a real deployment: their output in the task log while they run, and
+retries after a worker died that reconnect to the job rather than submit it again."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.task_identity import IDENTITY_ATTRIBUTE, TaskIdentity
+from airflow_provider_flux.testing.deployment import AirflowDeployment, wait_until
+from tests.deployment.conftest import Deployment
+from tests.flux_instances import FluxTestInstance
+
+LINE = re.compile(r"stdout: line (\d+)\b")
+
+
+def seen_lines(log: str) -> list[int]:
+    """The job's output lines in a task log, in the order logged."""
+    return [int(number) for number in LINE.findall(log)]
+
+
+def test_output_lines_reach_the_task_log_while_the_job_runs(
+    deployment: Deployment, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"live_output_{kind}"
+    run_id = airflow.trigger(dag_id)
+    airflow.wait_for_deferred(dag_id, run_id, {("run", -1)})
+    seen_while_deferred: set[int] = set()
+    while airflow.task_states(dag_id, run_id)[("run", -1)] == "deferred":
+        # Read first, then check the state: a line counts only if the task was
+        # still deferred after the log showed it.
+        lines = seen_lines(airflow.task_log(dag_id, run_id, "run", 1))
+        if airflow.task_states(dag_id, run_id)[("run", -1)] == "deferred":
+            seen_while_deferred.update(lines)
+        time.sleep(0.5)
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    final = seen_lines(airflow.task_log(dag_id, run_id, "run", 1))
+    assert final == list(range(1, 31))  # each line once, in order
+    # The last lines may land as the job ends; the others showed while it ran.
+    assert set(range(1, 26)) <= seen_while_deferred
+
+
+def test_output_past_the_limit_is_counted_not_logged(deployment: Deployment, kind: str) -> None:
+    airflow, dag_id = deployment.airflow, f"big_output_{kind}"
+    run_id = airflow.trigger(dag_id)
+    assert airflow.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    log = airflow.task_log(dag_id, run_id, "run", 1)
+    assert "output_limit=100000 bytes reached; the rest is counted, not shown" in log
+    match = re.search(r"(\d+) bytes not shown \(output_limit=100000 bytes; (\d+) shown\)", log)
+    assert match, "the log says how much was cut"
+    cut, shown = int(match.group(1)), int(match.group(2))
+    assert shown == 100_000
+    assert cut + shown == 5_000_000
+
+
+def jobs_of_task(conn_id: str, dag_id: str, run_id: str, task_id: str) -> list[int]:
+    """The jobs every try of a task instance submitted, by the identity they carry."""
+    hook = FluxHook(conn_id)
+    names = [TaskIdentity(dag_id, task_id, run_id, -1, n).job_name() for n in range(1, 5)]
+    jobids = [int(job["id"]) for job in hook.find_jobs(names, attrs=["t_submit"])]
+    found = []
+    for jobid, jobspec in hook.read_jobspecs(jobids).items():
+        attribute = jobspec["attributes"]
+        for part in IDENTITY_ATTRIBUTE.split("."):
+            attribute = attribute[part]
+        if (attribute["dag_id"], attribute["run_id"], attribute["task_id"]) == (
+            dag_id, run_id, task_id,
+        ):  # fmt: skip
+            found.append(jobid)
+    return sorted(found)
+
+
+def xcom_or_none(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str,
+                 key: str) -> int | None:  # fmt: skip
+    try:
+        return int(airflow.xcom(dag_id, run_id, task_id, key=key))
+    except RuntimeError:  # not pushed (yet)
+        return None
+
+
+def try_waiting(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str,
+                try_number: int, killed: int | None = None) -> int:  # fmt: skip
+    """The task process of the task's try ``try_number`` once it waits on its job
+    (the ``pid`` it pushes before waiting; not ``killed``, the last try's)."""
+
+    def waiting() -> int | None:
+        tis = {ti["task_id"]: ti for ti in airflow.task_instances(dag_id, run_id)}
+        ti = tis.get(task_id)
+        if ti is None or ti["try_number"] != try_number or ti["state"] != "running":
+            return None
+        pid = xcom_or_none(airflow, dag_id, run_id, task_id, "pid")
+        return None if pid == killed else pid
+
+    return wait_until(waiting, 120, f"{task_id} try {try_number} waiting on its job", 0.5)
+
+
+def let_jobs_end(flux: FluxTestInstance, jobids: list[int], flag: Path) -> None:
+    """The simulated jobs hold before they finish; the real ones wait for ``flag``."""
+    flag.touch()
+    if flux.kind == "simulated":
+        for jobid in jobids:
+            flux.finish(jobid)
+
+
+def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
+    flag = Path(tempfile.mkdtemp(prefix="flux-flag-")) / "done"
+    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
+    pid = try_waiting(airflow, dag_id, run_id, "run", 1)
+    (jobid,) = jobs_of_task(conn_id, dag_id, run_id, "run")
+    os.kill(pid, signal.SIGKILL)
+    # The retry waits on the same job: Flux has no second one.
+    try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
+    assert xcom_or_none(airflow, dag_id, run_id, "run", "jobid") == jobid
+    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
+    # The other task died between submit and storing the job ID: its retry found the
+    # job by the identity the job carries.
+    try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
+    (gap_jobid,) = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
+    assert xcom_or_none(airflow, dag_id, run_id, "die_after_submit", "jobid") == gap_jobid
+    retry_log = airflow.task_log(dag_id, run_id, "die_after_submit", 2)
+    assert "found 1 job(s) of try 1" in retry_log
+    assert "not submitting again" in retry_log
+
+    let_jobs_end(flux, [jobid, gap_jobid], flag)
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    assert airflow.xcom(dag_id, run_id, "run") == jobid
+    assert airflow.xcom(dag_id, run_id, "die_after_submit") == gap_jobid
+    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
+    assert jobs_of_task(conn_id, dag_id, run_id, "die_after_submit") == [gap_jobid]
+
+
+def test_a_retry_after_the_job_failed_submits_a_new_job(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
+    flag = Path(tempfile.mkdtemp(prefix="flux-flag-")) / "done"
+    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
+    pid = try_waiting(airflow, dag_id, run_id, "run", 1)
+    (first,) = jobs_of_task(conn_id, dag_id, run_id, "run")
+    os.kill(pid, signal.SIGKILL)
+    flux.cancel(first, "the job fails while no worker watches it")
+    try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
+    new = xcom_or_none(airflow, dag_id, run_id, "run", "jobid")
+    assert new is not None
+    assert new != first
+
+    try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
+    gap_jobs = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
+    let_jobs_end(flux, [new, *gap_jobs], flag)
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    assert airflow.xcom(dag_id, run_id, "run") == new
+    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [first, new]
