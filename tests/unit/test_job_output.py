@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+from contextlib import aclosing
 from typing import Any
 
+from airflow_provider_flux.aio import watch
 from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.job_output import OutputLines, OutputProgress
+from airflow_provider_flux.job_output import OutputFollower, OutputLines, OutputProgress
+from airflow_provider_flux.jobspec import jobspec_from_command
+from airflow_provider_flux.testing import SimulatedFlux
+from airflow_provider_flux.testing.bindings import Flux, job
 
 HEADER = JobEvent("header", 1.0, {"version": 1, "count": {"stdout": 1, "stderr": 1}})
 
@@ -87,3 +92,42 @@ def test_a_follower_resumes_the_counts_it_was_given() -> None:
     assert OutputProgress.from_dict({"events": "x"}) is None
     lines = OutputLines(25, shown=progress.shown)
     assert lines.feed(data("stdout", "0123456789\n")) == ["stdout: 01234 [cut]"]
+
+
+async def follow(
+    sim: SimulatedFlux, jobid: int, limit: int, resume: OutputProgress | None = None
+) -> tuple[list[str], OutputProgress]:
+    """Follow a job's output to its end, as a trigger does; the lines logged."""
+    logged: list[str] = []
+
+    async def emit(text: str) -> None:
+        logged.extend(text.split("\n"))
+
+    follower = OutputFollower(jobid, sim.uri, limit, emit, resume)
+    async with aclosing(watch(jobid, uri=sim.uri)) as events:
+        async for event in events:
+            follower.seen(event)
+    return logged, await follower.close()
+
+
+def output_job(sim: SimulatedFlux, lines: int) -> int:
+    jobspec = jobspec_from_command(
+        ["app"], attributes={"system.simulator.output": {"lines": lines, "interval": 1.0}}
+    )
+    return job.submit(Flux(sim.uri), jobspec)
+
+
+async def test_a_follower_logs_each_line_once_and_says_what_it_cut(sim: SimulatedFlux) -> None:
+    logged, progress = await follow(sim, output_job(sim, 6), limit=28)  # "line N\n": 7 bytes
+    assert logged[:4] == [f"stdout: line {n}" for n in range(1, 5)]
+    assert "output_limit=28 bytes reached" in logged[4]
+    assert logged[-1].endswith("14 bytes not shown (output_limit=28 bytes; 28 shown)")
+    assert (progress.shown, progress.cut) == (28, 14)
+
+
+async def test_a_re_created_follower_goes_on_after_the_saved_progress(sim: SimulatedFlux) -> None:
+    jobid = output_job(sim, 6)
+    # Saved after the header and three lines.
+    logged, _ = await follow(sim, jobid, 1000, OutputProgress(events=4, shown=21, cut=0))
+    assert "going on after the 4 output events already shown" in logged[0]
+    assert logged[1:] == [f"stdout: line {n}" for n in (4, 5, 6)]
