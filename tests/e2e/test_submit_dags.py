@@ -115,6 +115,16 @@ def test_output_copied_at_the_end_when_not_streamed(
     assert "stderr: oops" not in printed
 
 
+def test_output_sent_to_a_file_is_logged_as_where_it_went(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "job.out"
+    result, printed = run("flux_submit_to_file", capfd, path=str(path))
+    assert result.task_states["run"] == "success"
+    assert f"stdout: redirected to {path}" in printed
+    assert "stdout: to the file" not in printed
+
+
 def test_execution_timeout_cancels_the_deferred_job(
     instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,6 +31,21 @@ for dag_id, options in (
 
         after(FluxSubmitJobOperator(task_id="run", job_name=dag_id, **REQUEST, **options).output)
 
+# Output to a file (what `flux submit --output=FILE` asks the job shell for).
+with DAG("flux_submit_to_file", schedule=None, start_date=START, catchup=False):
+    FluxSubmitJobOperator(
+        task_id="run",
+        command="echo to the file",
+        environment={"PATH": "/usr/bin:/bin"},
+        attributes={
+            "system.shell.options.output.stdout": {
+                "type": "file",
+                "path": "{{ dag_run.conf['path'] }}",
+            },
+            "system.simulator.output": {"lines": 1, "redirect": "{{ dag_run.conf['path'] }}"},
+        },
+    )
+
 with DAG("flux_submit_rejected", schedule=None, start_date=START, catchup=False):
     FluxSubmitJobOperator(task_id="run", jobspec='{"version": 1, "tasks": [], "attributes": {}}')
 
