@@ -32,6 +32,10 @@ OUTPUT_GRACE_SECONDS = 10.0
 # While output flows, how often a follower saves how far it got (see ``checkpoint``).
 CHECKPOINT_SECONDS = 5.0
 
+# At most this much output goes into one log message: each message is copied a few
+# times on its way to the log, and the copies count against the triggerer's memory.
+EMIT_BATCH_BYTES = 64 * 1024
+
 CUT_MARK = " [cut]"
 
 
@@ -296,10 +300,21 @@ class OutputFollower:
                 self._ready.clear()
                 self._idle = False
                 continue
-            batch, self._pending = self._pending, []
-            read = self.progress
+            batch = self._take_batch()
+            read = self.progress if not self._pending else self._written
             await self.emit("\n".join(batch))
             self._written = read
+
+    def _take_batch(self) -> list[str]:
+        """The first waiting lines, ``EMIT_BATCH_BYTES`` of them (at least one)."""
+        size = 0
+        for count, line in enumerate(self._pending):
+            size += len(line)
+            if size > EMIT_BATCH_BYTES and count:
+                batch, self._pending = self._pending[:count], self._pending[count:]
+                return batch
+        batch, self._pending = self._pending, []
+        return batch
 
     async def _save_progress(self, checkpoint: Callable[[OutputProgress], Awaitable[None]]) -> None:
         saved = self._written
