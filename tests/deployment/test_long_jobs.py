@@ -107,15 +107,24 @@ def let_jobs_end(flux: FluxTestInstance, jobids: list[int], flag: Path) -> None:
             flux.finish(jobid)
 
 
-def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
-    deployment: Deployment, flux: FluxTestInstance, kind: str
-) -> None:
-    airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
+def kill_waiting_worker(
+    airflow: AirflowDeployment, dag_id: str, conn_id: str
+) -> tuple[str, Path, int, int]:
+    """Run ``dag_id``; once its ``run`` task waits on its job, kill the task's process.
+    The run ID, the flag that lets real jobs end, the killed process and the job."""
     flag = Path(tempfile.mkdtemp(prefix="flux-flag-")) / "done"
     run_id = airflow.trigger(dag_id, {"flag": str(flag)})
     pid = try_waiting(airflow, dag_id, run_id, "run", 1)
     (jobid,) = jobs_of_task(conn_id, dag_id, run_id, "run")
     os.kill(pid, signal.SIGKILL)
+    return run_id, flag, pid, jobid
+
+
+def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
+    deployment: Deployment, flux: FluxTestInstance, kind: str
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
+    run_id, flag, pid, jobid = kill_waiting_worker(airflow, dag_id, conn_id)
     # The retry waits on the same job: Flux has no second one.
     try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
     assert xcom_or_none(airflow, dag_id, run_id, "run", "jobid") == jobid
@@ -141,11 +150,7 @@ def test_a_retry_after_the_job_failed_submits_a_new_job(
     deployment: Deployment, flux: FluxTestInstance, kind: str
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
-    flag = Path(tempfile.mkdtemp(prefix="flux-flag-")) / "done"
-    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
-    pid = try_waiting(airflow, dag_id, run_id, "run", 1)
-    (first,) = jobs_of_task(conn_id, dag_id, run_id, "run")
-    os.kill(pid, signal.SIGKILL)
+    run_id, flag, pid, first = kill_waiting_worker(airflow, dag_id, conn_id)
     flux.cancel(first, "the job fails while no worker watches it")
     try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
     new = xcom_or_none(airflow, dag_id, run_id, "run", "jobid")
