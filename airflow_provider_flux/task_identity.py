@@ -78,6 +78,14 @@ class TaskIdentity:
         return same and isinstance(try_number, int) and try_number < self.try_number
 
 
+def follows_a_clear(context: Context, retries: int) -> bool:
+    """Whether this try follows a clear of the task (not a retry): clearing gives a
+    task instance its retries anew (Airflow sets ``max_tries`` to the last try plus
+    ``retries``), while each retry uses one up."""
+    ti = context["ti"]
+    return bool(ti.try_number > 1 and ti.max_tries - ti.try_number + 1 == retries)
+
+
 def jobs_of_latest_earlier_try(
     hook: FluxHook, identity: TaskIdentity, names: Sequence[str]
 ) -> tuple[int, dict[int | None, int]] | None:

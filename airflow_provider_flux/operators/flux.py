@@ -36,6 +36,7 @@ from airflow_provider_flux.jobspec import (
 from airflow_provider_flux.task_identity import (
     IDENTITY_ATTRIBUTE,
     TaskIdentity,
+    follows_a_clear,
     jobs_of_latest_earlier_try,
 )
 from airflow_provider_flux.triggers.flux import (
@@ -157,10 +158,12 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     state store (Airflow 3.3+, key ``flux_jobid``) before the task waits, and every
     job carries its task instance (DAG, task, run, map index, try) in the jobspec
     attribute ``system.airflow`` and, unless ``job_name`` is given, in its name.
-    A retry (or a cleared task's new try) reconnects to the job of an earlier try
-    while it runs, returns at once if it succeeded, and submits a new job only if it
-    failed, could not be read, or there is none. A worker that died between submit
-    and storing the ID is covered too: the retry finds the job by its identity.
+    A retry reconnects to the job of an earlier try while it runs, returns at once
+    if it succeeded, and submits a new job only if it failed, could not be read, or
+    there is none. A worker that died between submit and storing the ID is covered
+    too: the retry finds the job by its identity. A cleared task starts over: the
+    earlier job is cancelled if it still runs (``cancel_on_kill``), and a new one
+    submitted.
 
     :param command: the command, a list or a string split like a shell would.
     :param jobspec: a complete jobspec: a dict, or its JSON or YAML text.
@@ -350,8 +353,29 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self._jobspec_or_fail(self._indices()[0])
         self._run_id = context.get("run_id")
         self._identity = TaskIdentity.from_context(context)
+        # Retries reconnect; a cleared task starts over, with a job of its own.
+        self._starting_over = self.durable and follows_a_clear(context, self.retries or 0)
+        if self._starting_over:
+            self._forget_earlier_jobs(context, FluxHook(self.flux_conn_id))
         result: int | list[int] = self.execute_resumable(context)
         return result
+
+    def _forget_earlier_jobs(self, context: Context, hook: FluxHook) -> None:
+        """Start a cleared task over: cancel its earlier try's job if that still runs
+        (``cancel_on_kill``; the trigger that would have may not have run yet) and
+        forget its ID, so that a new job is submitted."""
+        store = context.get("task_state_store")
+        stored = store.get(self.external_id_key) if store is not None else None
+        if store is not None and stored:
+            jobids = self._jobids_of(stored)
+            store.delete(self.external_id_key)
+        else:
+            found = self._find_earlier_try_jobs(hook, self._indices())
+            jobids = list(found[1].values()) if found else []
+        if jobids and self.cancel_on_kill and job_status(hook, jobids) == JOB_ACTIVE:
+            self.log.info("the task was cleared: cancelling the %d job(s) of its earlier "
+                          "try (%s ...)", len(jobids), format_jobid(jobids[0]))  # fmt: skip
+            hook.cancel_many(jobids, f"{self._kill_reason()}: cleared, a new try starts over")
 
     # ResumableJobMixin: the external ID is the job ID, or the list of an array's.
 
@@ -361,7 +385,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         the ID was stored, or there is no task state store)."""
         hook = FluxHook(self.flux_conn_id)
         indices = self._indices()
-        if self.durable:
+        if self.durable and not self._starting_over:
             earlier = self._earlier_try_jobs(hook, indices)
             if earlier is not None:
                 return earlier
@@ -430,17 +454,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         """The jobs of the latest earlier try of this task instance, found by the
         identity they carry, when they run or succeeded; None when a job is to be
         submitted (none found, or they failed: those left running are cancelled)."""
-        identity = self._identity
-        if identity.try_number <= 1:
-            return None
-        names = {identity.job_name(number) for number in range(1, identity.try_number)}
-        names.update(str(name) for index in indices if (name := self._job_name(index)) is not None)
-        try:
-            found = jobs_of_latest_earlier_try(hook, identity, sorted(names))
-        except OSError as err:
-            raise FluxConnectionFailedError(
-                f"cannot look for the jobs of earlier tries on {hook.describe()}: {err}"
-            ) from err
+        found = self._find_earlier_try_jobs(hook, indices)
         if found is None:
             self.log.info("no earlier try of this task submitted a job: submitting")
             return None
@@ -461,6 +475,23 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             return jobids if self.array is not None else jobids[0]
         self.log.info("found %s: %s; submitting anew", described, status)
         return None
+
+    def _find_earlier_try_jobs(
+        self, hook: FluxHook, indices: Sequence[int | None]
+    ) -> tuple[int, dict[int | None, int]] | None:
+        """The latest earlier try of this task instance that submitted jobs, and its jobs
+        by array index (see :func:`jobs_of_latest_earlier_try`)."""
+        identity = self._identity
+        if identity.try_number <= 1:
+            return None
+        names = {identity.job_name(number) for number in range(1, identity.try_number)}
+        names.update(str(name) for index in indices if (name := self._job_name(index)) is not None)
+        try:
+            return jobs_of_latest_earlier_try(hook, identity, sorted(names))
+        except OSError as err:
+            raise FluxConnectionFailedError(
+                f"cannot look for the jobs of earlier tries on {hook.describe()}: {err}"
+            ) from err
 
     def _job_name(self, index: int | None) -> str | None:
         """The job name the task gives (``job_name``, or in ``jobspec``), if any."""

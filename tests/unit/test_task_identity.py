@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,7 @@ from airflow_provider_flux.jobspec import jobspec_from_command, set_attribute
 from airflow_provider_flux.task_identity import (
     IDENTITY_ATTRIBUTE,
     TaskIdentity,
+    follows_a_clear,
     jobs_of_latest_earlier_try,
 )
 from airflow_provider_flux.testing import SimulatedFlux
@@ -78,3 +80,21 @@ def test_default_names_lead_with_the_task_and_carry_the_identity() -> None:
     assert who.is_earlier_try_of({**who.attribute(None), "try_number": 1})
     assert not who.is_earlier_try_of({**who.attribute(None), "try_number": 2})
     assert not who.is_earlier_try_of({**who.attribute(None), "map_index": 6, "try_number": 1})
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "retries", "cleared"),
+    [
+        (1, 2, 2, False),  # the first try
+        (2, 2, 2, False),  # a retry
+        (3, 2, 2, False),  # the last retry
+        (3, 4, 2, True),  # cleared after try 2: its retries anew
+        (4, 4, 2, False),  # ... then a retry of that
+        (2, 1, 0, True),  # no retries: any later try follows a clear
+    ],
+)
+def test_a_clear_is_told_from_a_retry(
+    try_number: int, max_tries: int, retries: int, cleared: bool
+) -> None:
+    ti = SimpleNamespace(try_number=try_number, max_tries=max_tries)
+    assert follows_a_clear({"ti": ti}, retries) is cleared
