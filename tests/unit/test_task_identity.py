@@ -32,9 +32,14 @@ def identity(try_number: int, run_id: str, task_id: str = "run") -> TaskIdentity
 
 
 def submit(hook: FluxHook, who: TaskIdentity, index: int | None = None, name: str = "") -> int:
+    """Submit a job carrying ``who``; once job-list lists it (after ``validate``: a retry
+    looks for it seconds later, not at once)."""
     jobspec = jobspec_from_command(["true"], name=name or who.job_name())
     set_attribute(jobspec, IDENTITY_ATTRIBUTE, who.attribute(index))
-    return hook.submit(jobspec)
+    jobid = hook.submit(jobspec)
+    bindings = hook.get_bindings()
+    bindings.job.event_wait(bindings.open(hook.get_uri()), jobid, "validate")
+    return jobid
 
 
 def names(run_id: str, upto: int) -> list[str]:
