@@ -45,6 +45,35 @@ def test_output_lines_reach_the_task_log_while_the_job_runs(
     assert set(range(1, 26)) <= seen_while_deferred
 
 
+def test_a_trigger_re_created_after_a_triggerer_crash_goes_on_where_it_was(
+    deployment: Deployment, kind: str
+) -> None:
+    airflow, dag_id = deployment.airflow, f"live_output_{kind}"
+    run_id = airflow.trigger(dag_id)
+    airflow.wait_for_deferred(dag_id, run_id, {("run", -1)})
+
+    def saved_past_line_8() -> bool | None:
+        try:
+            progress = airflow.xcom(dag_id, run_id, "run", key="flux_output")
+        except RuntimeError:  # not saved yet
+            return None
+        return True if progress["events"] > 9 else None  # the header, then lines
+
+    wait_until(saved_past_line_8, 60, "the trigger's saved output progress", 0.5)
+    airflow.kill("triggerer")
+    try:
+        time.sleep(3)  # lines written while no triggerer runs are not lost
+    finally:
+        airflow.start_component("triggerer")
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    log = airflow.task_log(dag_id, run_id, "run", 1)
+    assert "already shown; lines shown in the 5 s before the trigger was re-created" in log
+    lines = seen_lines(log)
+    assert sorted(set(lines)) == list(range(1, 31))
+    # Shown twice: at most what the trigger showed after its last save (5 s apart).
+    assert len(lines) - 30 <= 6
+
+
 def test_output_past_the_limit_is_counted_not_logged(deployment: Deployment, kind: str) -> None:
     airflow, dag_id = deployment.airflow, f"big_output_{kind}"
     run_id = airflow.trigger(dag_id)
