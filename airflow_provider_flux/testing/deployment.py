@@ -203,6 +203,10 @@ class AirflowDeployment(Service):
             # A killed triggerer's triggers go to the next one within seconds.
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
+            # A worker's supervisor notices its task process ended within a second, not
+            # five: until it does, a trigger that fires at once races its exit, and
+            # Airflow 3.3.2 may then retry (or fail) a task that already ended.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             # Log servers of their own, so that deployments side by side do not clash.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
