@@ -485,7 +485,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         if identity.try_number <= 1:
             return None
         names = {identity.job_name(number) for number in range(1, identity.try_number)}
-        names.update(str(name) for index in indices if (name := self._job_name(index)) is not None)
+        names.update(self._given_job_names(indices))
         try:
             return jobs_of_latest_earlier_try(hook, identity, sorted(names))
         except OSError as err:
@@ -493,14 +493,19 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
                 f"cannot look for the jobs of earlier tries on {hook.describe()}: {err}"
             ) from err
 
-    def _job_name(self, index: int | None) -> str | None:
-        """The job name the task gives (``job_name``, or in ``jobspec``), if any."""
+    def _given_job_names(self, indices: Sequence[int | None]) -> set[str]:
+        """The names the task gives its jobs (``job_name``, per index, or the one in
+        ``jobspec``, parsed once), if it gives any."""
         if self.jobspec is not None:
-            name = self._parse_jobspec(self.jobspec).get("attributes", {}).get("system", {})
-            return name.get("job", {}).get("name") if isinstance(name, Mapping) else None
-        if self.job_name is None or index is None:
-            return self.job_name
-        return substitute_index(self.job_name, index)
+            system = self._parse_jobspec(self.jobspec).get("attributes", {}).get("system", {})
+            name = system.get("job", {}).get("name") if isinstance(system, Mapping) else None
+            return {str(name)} if name else set()
+        if self.job_name is None:
+            return set()
+        return {
+            self.job_name if index is None else substitute_index(self.job_name, index)
+            for index in indices
+        }
 
     def _deadline_and_timeout(self) -> tuple[float | None, timedelta | None]:
         """The trigger cancels the jobs on kill and at ``execution_timeout`` (Airflow
