@@ -79,6 +79,12 @@ class FluxBindings:
 
         return received
 
+    def rpc_matchtag(self, future: Any) -> int:
+        """The matchtag of an RPC future: what a ``*-cancel`` request names."""
+        if self.simulated:
+            return int(future.matchtag)
+        return int(future.pimpl.get_matchtag())
+
     def event_watch_async(
         self, handle: Any, jobid: int, eventlog: str = "eventlog", *, waitcreate: bool = False
     ) -> Any:

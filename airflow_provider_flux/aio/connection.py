@@ -15,7 +15,8 @@ import logging
 import time
 import weakref
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from airflow_provider_flux.aio.errors import (
     FluxConnectionError,
@@ -41,6 +42,21 @@ DEFAULT_IDLE_TIMEOUT = 10.0
 
 
 Item = JobEvent | FluxWatchError | None
+
+
+class BrokerStream(Protocol):
+    """A stream of responses the broker serves to one request of a connection."""
+
+    open: bool
+
+    def fail(self, error: FluxWatchError) -> None: ...
+
+    def _error(self, errnum: int, detail: str | None) -> FluxWatchError: ...
+
+    def _over_on_broker(self) -> None: ...
+
+
+S = TypeVar("S", bound=BrokerStream)
 
 
 class EventStream:
@@ -156,7 +172,7 @@ class FluxConnection:
         self.callbacks = 0
         # Streams the broker still serves: open ones, and cancelled ones whose
         # ENODATA has not arrived (their futures must live until then).
-        self._streams: set[EventStream] = set()
+        self._streams: set[BrokerStream] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drain_scheduled = False
         self._reactor = handle.get_reactor()
@@ -174,12 +190,10 @@ class FluxConnection:
 
     def start_stream(self, jobid: int, eventlog: str, waitcreate: bool = False) -> EventStream:
         """Start watching ``eventlog`` of ``jobid``; events arrive in the stream's queue."""
-        if self.closed:
-            raise FluxConnectionLost(
-                errno.ECONNRESET, f"the connection to {describe_instance(self.uri)} is closed"
-            )
         try:
-            stream = EventStream(self, jobid, eventlog, waitcreate)
+            return self.start(lambda: EventStream(self, jobid, eventlog, waitcreate))
+        except FluxWatchError:
+            raise
         except OSError as err:
             raise watch_error(
                 err.errno or errno.EPROTO,
@@ -188,10 +202,19 @@ class FluxConnection:
                 eventlog=eventlog,
                 uri=self.uri,
             ) from err
-        self._streams.add(stream)
+
+    def start(self, stream: Callable[[], S]) -> S:
+        """Send the request that ``stream()`` makes on this connection, and track it
+        until the broker ends it (an ``OSError`` from sending propagates)."""
+        if self.closed:
+            raise FluxConnectionLost(
+                errno.ECONNRESET, f"the connection to {describe_instance(self.uri)} is closed"
+            )
+        started = stream()
+        self._streams.add(started)
         # Sending may have pulled responses into the handle without waking the fd.
         self._schedule_drain()
-        return stream
+        return started
 
     def request(self, future: Any) -> asyncio.Future[Any]:
         """Await a flux future (an RPC the caller sent on :attr:`handle`): its ``get()``."""
@@ -210,7 +233,7 @@ class FluxConnection:
         self._schedule_drain()
         return result
 
-    def _forget(self, stream: EventStream) -> None:
+    def _forget(self, stream: BrokerStream) -> None:
         self._streams.discard(stream)
 
     def _schedule_drain(self) -> None:

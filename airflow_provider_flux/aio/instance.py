@@ -1,0 +1,220 @@
+"""Instance-wide job information on the shared connection: the job-manager journal
+(every event of every job, for the instance owner) and job-list (anyone).
+
+The journal is a streaming RPC (``job-manager.events-journal``, flux-core's
+``src/modules/job-manager/journal.c``): first one response per job with its events
+so far (the backlog), then a sentinel ``{"id": -1, "events": []}``, then one
+response per new event. :func:`journal` hands the responses over as they come;
+what they mean is :mod:`airflow_provider_flux.instance_events`' business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_flux.aio.connection import FluxConnection, acquire, release
+from airflow_provider_flux.aio.errors import (
+    CONNECTION_ERRNOS,
+    FluxConnectionLost,
+    FluxPermissionError,
+    FluxWatchError,
+    describe_instance,
+)
+from airflow_provider_flux.events import JobEvent
+
+log = logging.getLogger(__name__)
+
+JOURNAL_TOPIC = "job-manager.events-journal"
+JOB_LIST_TOPIC = "job-list.list"
+# The sentinel's job ID (FLUX_JOBID_ANY as the journal sends it).
+SENTINEL_ID = -1
+
+
+@dataclass(frozen=True)
+class JournalResponse:
+    """One response of the journal: a job's events (several in the backlog, one live).
+
+    :param jobid: the job, or :data:`SENTINEL_ID` for the end of the backlog.
+    :param events: its events, oldest first.
+    :param jobspec: the job's redacted jobspec, with its ``submit`` event (and in the
+        backlog), else ``None``.
+    """
+
+    jobid: int
+    events: tuple[JobEvent, ...] = ()
+    jobspec: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def is_sentinel(self) -> bool:
+        """The backlog is over: what follows happens now."""
+        return self.jobid == SENTINEL_ID
+
+
+def instance_error(errnum: int, detail: str | None, action: str, uri: str | None) -> FluxWatchError:
+    """The typed error for a failed instance-wide request (``action``: what it did)."""
+    where = describe_instance(uri)
+    detail = detail or os.strerror(errnum)
+    if errnum == errno.EPERM:
+        return FluxPermissionError(errnum, f"not allowed to {action} on {where}: {detail}", uri=uri)
+    if errnum in CONNECTION_ERRNOS:
+        message = f"lost the connection to {where} while trying to {action}: {detail}"
+        return FluxConnectionLost(errnum, message, uri=uri)
+    return FluxWatchError(errnum, f"could not {action} on {where}: {detail}", uri=uri)
+
+
+_Item = JournalResponse | FluxWatchError | None
+
+
+class ResponseStream:
+    """A streaming RPC on the shared connection; :meth:`get` returns its responses.
+
+    Items are :class:`JournalResponse`, then exactly one of ``None`` (the broker
+    ended the stream) or a :class:`FluxWatchError`.
+    """
+
+    def __init__(self, connection: FluxConnection, payload: Mapping[str, Any]) -> None:
+        self.connection = connection
+        self.open = True
+        self._cancelled = False
+        self._items: deque[_Item] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        bindings, handle = connection.bindings, connection.handle
+        flags = bindings.constant("RPC_STREAMING")
+        self._future = handle.rpc(JOURNAL_TOPIC, dict(payload), 0, flags)
+        self._matchtag = bindings.rpc_matchtag(self._future)
+        self._future.then(self._on_response)
+
+    def _on_response(self, future: Any) -> None:
+        # Runs inside the reactor: must not raise, or flux-core stops the reactor.
+        self.connection.callbacks += 1
+        try:
+            response = future.get()
+        except OSError as err:
+            errnum = err.errno or errno.EPROTO
+            self._end(None if errnum == errno.ENODATA else self._error(errnum, err.strerror))
+            return
+        except Exception as err:  # a malformed response must not break the other streams
+            self._end(self._error(errno.EPROTO, f"bad journal response: {err!r}"))
+            return
+        future.reset()
+        if self._cancelled:
+            return
+        try:
+            item = _journal_response(response)
+        except (KeyError, TypeError, ValueError) as err:
+            self._end(self._error(errno.EPROTO, f"bad journal response: {err!r}"))
+            return
+        self._put(item)
+
+    def _put(self, item: _Item) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> _Item:
+        """The next response, or the end of the stream."""
+        while not self._items:
+            self._waiter = self.connection.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
+        return instance_error(errnum, detail, "read the job-manager journal", self.connection.uri)
+
+    def _end(self, outcome: FluxWatchError | None) -> None:
+        self.connection._forget(self)
+        if self.open:
+            self.open = False
+            self._put(outcome)
+
+    def _over_on_broker(self) -> None:
+        """Nothing to release: a raw RPC future sends no cancel of its own."""
+
+    def fail(self, error: FluxWatchError) -> None:
+        """End the stream with ``error`` (the connection is gone)."""
+        self._end(error)
+
+    def cancel(self) -> None:
+        """Stop the stream on the broker; it confirms with ENODATA, which ends it here."""
+        if not self.open:
+            return
+        self.open = False
+        self._cancelled = True
+        bindings, handle = self.connection.bindings, self.connection.handle
+        try:
+            handle.rpc(
+                f"{JOURNAL_TOPIC}-cancel",
+                {"matchtag": self._matchtag},
+                0,
+                bindings.constant("RPC_NORESPONSE"),
+            )
+        except (OSError, AttributeError) as err:
+            # The connection is gone (no handle), and the broker drops a lost client's streams.
+            log.debug("cancel of the journal stream failed: %s", err)
+            self.connection._forget(self)
+
+
+def _journal_response(response: Mapping[str, Any]) -> JournalResponse:
+    jobspec = response.get("jobspec")
+    if isinstance(jobspec, str):  # some versions send the jobspec as encoded JSON
+        jobspec = json.loads(jobspec)
+    events = tuple(JobEvent.from_flux(entry) for entry in response["events"])
+    return JournalResponse(int(response["id"]), events, jobspec)
+
+
+async def journal(uri: str | None = None, *, full: bool = True) -> AsyncGenerator[JournalResponse]:
+    """Yield the job-manager journal's responses as the broker sends them.
+
+    Runs until the broker ends the stream; leaving the loop (or cancelling the
+    reading task) cancels it on the broker.
+
+    :param uri: the instance (``None``: ``FLUX_URI``, else the system instance).
+    :param full: begin with every job the instance still knows (else: active jobs).
+    :raises FluxPermissionError: not the instance owner (only the owner may read it).
+    :raises FluxWatchError: or another subclass, naming the instance.
+    """
+    connection = await acquire(uri)
+    stream = None
+    try:
+        stream = connection.start(lambda: ResponseStream(connection, {"full": full}))
+        while True:
+            item = await stream.get()
+            if item is None:
+                ended = "the broker ended the stream"
+                raise instance_error(errno.ENODATA, ended, "read the job-manager journal", uri)
+            if isinstance(item, FluxWatchError):
+                raise item
+            yield item
+    finally:
+        if stream is not None:
+            stream.cancel()
+        release(connection)
+
+
+async def list_jobs(payload: Mapping[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+    """Ask job-list for jobs (a ``job-list.list`` request); their attributes, as listed.
+
+    :param payload: the request: ``max_entries``, ``attrs``, ``since``, ``constraint``.
+    :param uri: the instance.
+    """
+    connection = await acquire(uri)
+    try:
+        try:
+            future = connection.handle.rpc(JOB_LIST_TOPIC, dict(payload))
+            response = await connection.request(future)
+        except OSError as err:
+            raise instance_error(err.errno or errno.EPROTO, err.strerror, "list jobs", uri) from err
+        return list(response["jobs"])
+    finally:
+        release(connection)
