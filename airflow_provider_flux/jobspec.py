@@ -194,3 +194,22 @@ def array_indices(array: int | str) -> list[int]:
 def substitute_index(value: str, index: int) -> str:
     """``{cc}`` replaced by a job's index in its array, as ``flux submit --cc`` does."""
     return value.replace("{cc}", str(index))
+
+
+def job_name(jobspec: Mapping[str, Any]) -> str | None:
+    """A job's name as job-list and ``flux jobs`` give it: ``attributes.system.job.name``,
+    else the basename of its first task's command."""
+    system = jobspec.get("attributes", {}).get("system", {})
+    name = system.get("job", {}).get("name")
+    if name is not None:
+        return str(name)
+    tasks = jobspec.get("tasks") or []
+    if tasks and tasks[0].get("command"):
+        return str(tasks[0]["command"][0]).rsplit("/", 1)[-1]
+    return None
+
+
+def job_queue(jobspec: Mapping[str, Any]) -> str | None:
+    """The queue a job was submitted to (``attributes.system.queue``), if it names one."""
+    queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
+    return None if queue is None else str(queue)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -16,7 +14,7 @@ import yaml
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
 from airflow_provider_flux.event_wait import EventWaitSpec
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.events import JobEvent, describe_wait_status
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxJobExceptionError,
@@ -69,19 +67,6 @@ class FluxJobFailedError(AirflowFailException):
         self.jobid = jobid
         self.exit_code = exit_code
         self.signal = signal
-
-
-def describe_wait_status(status: int) -> tuple[int | None, int | None, str]:
-    """Exit code, signal and words for a wait(2) status, as Flux puts in ``finish``."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        return None, number, f"was killed by signal {number} ({name})"
-    code = os.WEXITSTATUS(status)
-    return code, None, f"exited with code {code}"
 
 
 def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.events import JobEvent, describe_wait_status
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobid import parse_jobid
 from airflow_provider_flux.jobspec import array_indices
 from airflow_provider_flux.operators.flux import (
     FluxSubmitJobOperator,
-    describe_wait_status,
     format_output,
 )
 from airflow_provider_flux.testing import SimulatedFlux, load_scenario
