@@ -10,6 +10,8 @@ own providers:
   ``cleanup()``, whatever ended the trigger.
 - ``DagBag`` and ``sync_bag_to_db`` moved to ``airflow.dag_processing.dagbag`` in 3.2.
 - ``ResumableJobMixin`` and the task state store are new in 3.3.
+- An event trigger's ``asset_state_store`` and shared streams are new in 3.3: before,
+  the triggerer runs each event trigger's own ``run()`` and gives it no store.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from airflow.sdk import (
     XComArg,
     timezone,
 )
-from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import (
+    BaseEventTrigger,
+    BaseTrigger,
+    StartTriggerArgs,
+    TaskSuccessEvent,
+    TriggerEvent,
+)
 from packaging.version import Version
 
 
@@ -120,6 +128,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowTaskTimeout",
+    "BaseEventTrigger",
     "BaseHook",
     "BaseOperator",
     "BaseSensorOperator",

@@ -1,0 +1,253 @@
+"""``FluxInstanceEventTrigger``: runs DAGs on events of any job of a Flux instance.
+
+An event trigger for ``AssetWatcher``: each job event that matches its filter
+becomes one trigger event, and so one asset event whose ``extra["payload"]``
+carries the job ID, its name, queue, owner and the event.
+
+The triggerer runs one stream per instance for all of them (Airflow's shared
+streams): the job-manager journal for the instance owner, else job-list polled
+every ``poll_interval`` seconds. Each trigger keeps the position of the last event
+it handled in its asset's state store and, after a triggerer restart, goes on after
+it, so events that happened meanwhile still arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Hashable, Iterable
+from contextlib import aclosing, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.instance_events import (
+    EventBatch,
+    InstanceEvent,
+    Position,
+    instance_events,
+    instance_history,
+)
+from airflow_provider_flux.job_event_filter import JobEventFilter
+from airflow_provider_flux.triggers.flux import log_off_loop
+from airflow_provider_flux.version_compat import BaseEventTrigger, TriggerEvent
+
+DEFAULT_POLL_INTERVAL = 5.0
+# The asset state store key of a trigger's position.
+CHECKPOINT_KEY = "flux_position"
+# A position is saved once the events before it were handed to the triggerer this
+# long ago: the triggerer stores them in the database on its next sync (about every
+# second), and an event it had not stored when it stopped is delivered again.
+CHECKPOINT_DELAY = 5.0
+CHECKPOINT_INTERVAL = 1.0
+
+
+@dataclass
+class _Stream:
+    """One shared stream of an instance's events, as its subscribers see it."""
+
+    history_sent: bool = False
+
+
+_streams: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Stream]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stream_key(flux_conn_id: str, poll_interval: float) -> tuple[str, str, float]:
+    return ("flux-instance-events", flux_conn_id, float(poll_interval))
+
+
+class FluxInstanceEventTrigger(BaseEventTrigger):
+    """Fires for each event of a job of a Flux instance that matches a filter.
+
+    For ``AssetWatcher``: each matching event becomes an asset event, whose
+    ``extra["payload"]`` has ``jobid`` (int), ``job`` (its f58 form), ``name``,
+    ``queue``, ``userid``, ``event`` (``name``, ``timestamp``, ``context``) and
+    ``source`` (``journal`` or ``job-list``).
+
+    :param flux_conn_id: the Flux connection of the instance to watch.
+    :param events: the event names that fire it (default ``finish``).
+    :param job_name: only jobs whose name matches this shell-style pattern.
+    :param queue: only jobs submitted to this queue.
+    :param userid: only jobs of this user.
+    :param exit_codes: for ``finish``: only these exit codes (a task killed by
+        signal N exits 128+N).
+    :param exception_types: for ``exception``: only these types (``timeout``, ...).
+    :param exception_severity: for ``exception``: only this severity or lower
+        (0: fatal only).
+    :param poll_interval: seconds between two job-list polls, the source used when
+        the journal answers only the instance owner.
+    """
+
+    def __init__(
+        self,
+        *,
+        flux_conn_id: str = FluxHook.default_conn_name,
+        events: str | Iterable[str] = ("finish",),
+        job_name: str | None = None,
+        queue: str | None = None,
+        userid: int | None = None,
+        exit_codes: int | Iterable[int] | None = None,
+        exception_types: str | Iterable[str] | None = None,
+        exception_severity: int | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.flux_conn_id = flux_conn_id
+        self.filter = JobEventFilter.from_arguments(
+            events, job_name, queue, userid, exit_codes, exception_types, exception_severity
+        )
+        if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+            raise ValueError(f"poll_interval must be seconds > 0, not {poll_interval!r}")
+        self.poll_interval = float(poll_interval)
+        self._position: Position | None = None
+        # (when, position) of each batch handled: when its events were handed over,
+        # 0 for a batch with none (its position can be saved at once).
+        self._handled: deque[tuple[float, Position]] = deque()
+        self._saved: Position | None = None
+        self._store: Any = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "flux_conn_id": self.flux_conn_id,
+                **self.filter.to_arguments(),
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    def shared_stream_key(self) -> Hashable | None:
+        """Watchers of one instance (and poll interval) share one stream of its events."""
+        return _stream_key(self.flux_conn_id, self.poll_interval)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """The instance's job events, as :class:`EventBatch` es: history, then live."""
+        key = _stream_key(kwargs["flux_conn_id"], kwargs["poll_interval"])
+        stream = _Stream()
+        streams = _streams.setdefault(asyncio.get_running_loop(), {})
+        streams[key] = stream
+        try:
+            async for batch in cls._batches(kwargs, stream):
+                yield batch
+        finally:
+            if streams.get(key) is stream:
+                del streams[key]
+
+    @staticmethod
+    async def _batches(kwargs: dict[str, Any], stream: _Stream) -> AsyncGenerator[EventBatch]:
+        uri = await FluxHook(kwargs["flux_conn_id"]).aget_uri()
+        poll_interval = float(kwargs["poll_interval"])
+        async with aclosing(instance_events(uri, poll_interval=poll_interval)) as batches:
+            async for batch in batches:
+                if batch.history:
+                    # Set before the history goes out: a subscriber that finds it
+                    # unset will get the history from the stream itself.
+                    stream.history_sent = True
+                yield batch
+
+    async def filter_shared_stream(
+        self, shared_stream: AsyncIterator[Any]
+    ) -> AsyncIterator[TriggerEvent]:
+        """This trigger's events, from the shared stream of its instance."""
+        key = self.shared_stream_key()
+
+        def stream() -> _Stream | None:
+            return _streams.get(asyncio.get_running_loop(), {}).get(key)
+
+        async for event in self._filter(shared_stream, stream):
+            yield event
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """A stream of its own (a triggerer without shared streams, before Airflow 3.3)."""
+        stream = _Stream()
+        batches = self._batches(self.serialize()[1], stream)
+        async with aclosing(batches):
+            async for event in self._filter(batches, lambda: stream):
+                yield event
+
+    async def _filter(
+        self, batches: AsyncIterator[Any], stream: Callable[[], _Stream | None]
+    ) -> AsyncIterator[TriggerEvent]:
+        self._position = self._saved = await self._load_position()
+        checkpoints = asyncio.create_task(self._save_positions())
+        try:
+            joined = stream()
+            if joined is not None and joined.history_sent:
+                # The stream began before this trigger: what happened in between (and
+                # since its saved position) comes from a look of its own.
+                uri = await FluxHook(self.flux_conn_id).aget_uri()
+                async for event in self._handle(await instance_history(uri, self._position)):
+                    yield event
+            async for batch in batches:
+                async for event in self._handle(batch):
+                    yield event
+        finally:
+            checkpoints.cancel()
+            with suppress(asyncio.CancelledError):
+                await checkpoints
+
+    async def _handle(self, batch: EventBatch) -> AsyncIterator[TriggerEvent]:
+        matched = self._take(batch)
+        for item in matched:
+            yield TriggerEvent(item.to_payload())
+        if self._position is not None:
+            self._handled.append((time.monotonic() if matched else 0.0, self._position))
+
+    def _take(self, batch: EventBatch) -> list[InstanceEvent]:
+        """The events of ``batch`` this trigger fires for; moves its position past them.
+
+        A trigger with no position (its first start) begins at the end of the history:
+        it fires for what happens from then on.
+        """
+        if batch.history and self._position is None:
+            self._position = batch.watermark
+            return []
+        matched = []
+        for item in batch.events:
+            if self._position is not None and item.position <= self._position:
+                continue  # given before (history repeats what a trigger already had)
+            self._position = item.position
+            if self.filter.matches(item):
+                matched.append(item)
+        if batch.history and self._position is not None:
+            self._position = max(self._position, batch.watermark)
+        return matched
+
+    async def _load_position(self) -> Position | None:
+        """The saved position; ``None`` on a first start, or with nowhere to save it."""
+        store = getattr(self, "asset_state_store", None)
+        if store is None:  # not run by a triggerer for an asset (or before Airflow 3.3)
+            return None
+        try:
+            saved = await store.aget(CHECKPOINT_KEY)
+        except ValueError:
+            # Several assets watch through this one trigger (same arguments): there is
+            # no single place for its position, and it starts afresh after a restart.
+            await log_off_loop(
+                self, "warning",
+                "several assets share this watcher's trigger: it cannot save its position, "
+                "and events that happen while the triggerer is down will not reach them",
+            )  # fmt: skip
+            return None
+        self._store = store
+        if isinstance(saved, dict) and isinstance(saved.get("position"), list):
+            timestamp, jobid, order = saved["position"]
+            return (float(timestamp), int(jobid), int(order))
+        return None
+
+    async def _save_positions(self) -> None:
+        """Every second, save the position reached by events handed over long enough ago."""
+        while True:
+            due = None
+            horizon = time.monotonic() - CHECKPOINT_DELAY
+            while self._handled and self._handled[0][0] <= horizon:
+                due = self._handled.popleft()[1]
+            if self._store is not None and due is not None and due != self._saved:
+                await self._store.aset(CHECKPOINT_KEY, {"position": list(due)})
+                self._saved = due
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
