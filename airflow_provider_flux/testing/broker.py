@@ -12,9 +12,16 @@ It serves the RPCs the provider sends to a real broker, with the same semantics
   ``job-info.stats-get``, ``job-manager.submit`` and ``job-manager.raise`` (what
   ``flux cancel`` sends).
 - ``job-list.list``, answered in one response, for what the provider asks of it:
-  constraints on ``userid``, ``name``, ``states`` and ``results`` (masks) joined by
-  ``and``, ``or`` and ``not``; the attrs in :data:`LIST_ATTRS`.
-- A client that disconnects loses its watchers, as on a real broker.
+  constraints on ``userid``, ``name``, ``queue``, ``states`` and ``results`` (masks)
+  joined by ``and``, ``or`` and ``not``; the attrs in :data:`LIST_ATTRS`.
+- ``job-manager.events-journal`` (see :meth:`SimulatedBroker._journal`), its
+  ``-cancel``, and ``job-manager.stats-get`` (the journal's listener count).
+- A client that disconnects loses its watchers and journals, as on a real broker.
+
+Requests carry the credentials of a handle opened with ``FLUX_HANDLE_USERID`` /
+``FLUX_HANDLE_ROLEMASK`` (a ``cred`` object); one without them comes from the
+instance owner. A guest (no owner role) is refused what flux-core 0.88.0 refuses
+it: owner-only services, and other users' jobs (see :meth:`SimulatedBroker._allowed`).
 
 A job's ``attributes.system.simulator`` options shape it: ``scenario`` (the
 recording it replays), ``hold_before``, ``private`` and ``output`` (lines its tasks
@@ -31,6 +38,7 @@ import functools
 import heapq
 import itertools
 import json
+import math
 import os
 import selectors
 import socket
@@ -44,6 +52,7 @@ from airflow_provider_flux.testing.protocol import Message
 from airflow_provider_flux.testing.scenarios import DEFAULT_SCENARIO, load_scenario
 
 WAITCREATE = 1
+RPC_STREAMING = 2  # FLUX_RPC_STREAMING: the request's flags
 MAIN_EVENTLOG = "eventlog"
 GUEST_PREFIX = "guest."
 OUTPUT_EVENTLOG = "guest.output"
@@ -62,8 +71,22 @@ EVENT_STATES = {
     "validate": STATE_DEPEND, "depend": STATE_PRIORITY, "priority": STATE_SCHED,
     "alloc": STATE_RUN, "finish": STATE_CLEANUP, "clean": STATE_INACTIVE,
 }  # fmt: skip
+# Events after which job-list moves a job in SCHED back to PRIORITY (RFC 21).
+REVERT_EVENTS = ("urgency", "flux-restart", "jobspec-update")
 # What job-list gives of a job here ("all": these).
-LIST_ATTRS = ("userid", "name", "t_submit", "state", "result")
+LIST_ATTRS = (
+    "userid", "name", "queue", "t_submit", "t_run", "t_cleanup", "t_inactive", "state",
+    "waitstatus", "exception_occurred", "exception_type", "exception_severity",
+    "exception_note", "result", "success",
+)  # fmt: skip
+ROLE_OWNER = 1  # FLUX_ROLE_OWNER
+OWNER_ONLY = "Request requires owner credentials"  # libflux's msg_handler.c
+# Services a guest may not call (their handlers are registered with no role flags).
+OWNER_TOPICS = frozenset(
+    {"job-manager.events-journal", "job-manager.events-journal-cancel",
+     "job-manager.stats-get", "job-info.stats-get"}
+)  # fmt: skip
+JOBID_ANY = -1  # FLUX_JOBID_ANY as job-manager packs it into the journal sentinel
 
 
 class RequestError(Exception):
@@ -97,14 +120,31 @@ def validate_jobspec(text: str) -> dict[str, Any]:
     return dict(jobspec)
 
 
-def jobspec_text(jobspec: dict[str, Any]) -> str:
-    """The ``jobspec`` key as job-ingest writes it: compact JSON without
-    ``attributes.system.environment`` (it stays in ``J``)."""
+def redacted_jobspec(jobspec: dict[str, Any]) -> dict[str, Any]:
+    """The jobspec without ``attributes.system.environment``: job-ingest's ``jobspec``
+    key and job-manager's ``jobspec_redacted`` (the environment stays in ``J``)."""
     system = jobspec["attributes"].get("system")
     if isinstance(system, dict) and "environment" in system:
         system = {key: value for key, value in system.items() if key != "environment"}
         jobspec = {**jobspec, "attributes": {**jobspec["attributes"], "system": system}}
-    return json.dumps(jobspec, separators=(",", ":"), ensure_ascii=False)
+    return jobspec
+
+
+def jobspec_text(jobspec: dict[str, Any]) -> str:
+    """The ``jobspec`` key as job-ingest writes it: compact JSON, redacted."""
+    return json.dumps(redacted_jobspec(jobspec), separators=(",", ":"), ensure_ascii=False)
+
+
+def scenario_jobspec(scenario: str) -> dict[str, Any]:
+    """What the journal gives as the jobspec of a ``sim.submit`` job, which has none:
+    ``flux submit SCENARIO``'s, named after its scenario (``attributes.system.job.name``)."""
+    return {
+        "resources": [{"type": "slot", "count": 1, "label": "task",
+                       "with": [{"type": "core", "count": 1}]}],
+        "tasks": [{"command": [scenario], "slot": "task", "count": {"per_slot": 1}}],
+        "attributes": {"system": {"duration": 0, "job": {"name": scenario}}},
+        "version": 1,
+    }  # fmt: skip
 
 
 def job_name(jobspec: dict[str, Any]) -> str | None:
@@ -117,28 +157,59 @@ def job_name(jobspec: dict[str, Any]) -> str | None:
 
 
 def job_info(job: Job) -> dict[str, Any]:
-    """What job-list knows of a job, read from its main eventlog: ``LIST_ATTRS``, and
-    ``id``, ``priority``, ``t_alloc`` and ``t_clean``, which order the listing."""
+    """What job-list knows of a job, read from its main eventlog as job-list reads the
+    journal (``src/modules/job-list/job_state.c``, ``job_util.c``): ``LIST_ATTRS``, with
+    ``id`` and ``priority``, which order the listing.
+
+    A state's time is that of its first entry (a fatal exception, or ``finish``,
+    enters CLEANUP); ``waitstatus`` comes with ``finish``; ``success``, ``result``
+    and ``exception_*`` (the most severe exception, the first of equal severity) only
+    once the job is inactive.
+    """
     info: dict[str, Any] = {"id": job.id, "name": job.name, "state": STATE_NEW, "priority": 0}
-    fatal = None  # the type of the first fatal exception
+    queue = (job.jobspec or {}).get("attributes", {}).get("system", {}).get("queue")
+    if isinstance(queue, str):
+        info["queue"] = queue
+    entered = 0  # job-list's states_events_mask
+    worst: dict[str, Any] | None = None  # the context of the most severe exception
     success = False
     for line in job.eventlogs.get(MAIN_EVENTLOG, []):
         event = json.loads(line)
-        name, context = event["name"], event.get("context", {})
-        info.setdefault(f"t_{name}", event["timestamp"])
+        name, context, stamp = event["name"], event.get("context", {}), event["timestamp"]
+        state = EVENT_STATES.get(name)
         if name == "submit":
-            info["userid"] = context.get("userid")
+            info["t_submit"], info["userid"] = stamp, context.get("userid")
         elif name == "priority":
             info["priority"] = context.get("priority", 0)
         elif name == "finish":
-            success = context.get("status") == 0
-        elif name == "exception" and context.get("severity") == 0:
-            fatal = fatal or context.get("type", "")
-            info["state"] = max(info["state"], STATE_CLEANUP)
-        info["state"] = max(info["state"], EVENT_STATES.get(name, STATE_NEW))
+            info["waitstatus"] = context.get("status")
+            # Successful: exit status 0 and no fatal exception so far.
+            success = context.get("status") == 0 and not (worst and worst["severity"] == 0)
+        elif name == "exception":
+            severity = int(context.get("severity", 0))
+            if worst is None or severity < worst["severity"]:
+                worst = {**context, "severity": severity}
+            state = STATE_CLEANUP if severity == 0 else None
+        elif name in REVERT_EVENTS and info["state"] == STATE_SCHED:
+            info["state"] = STATE_PRIORITY
+        # PRIORITY and SCHED may be entered again; the other states only once.
+        if state is None or (entered & state and state not in (STATE_PRIORITY, STATE_SCHED)):
+            continue
+        entered |= state
+        info["state"] = state
+        key = {STATE_RUN: "t_run", STATE_CLEANUP: "t_cleanup", STATE_INACTIVE: "t_inactive"}
+        if state in key:
+            info[key[state]] = stamp
     if info["state"] == STATE_INACTIVE:
+        info["success"] = success
+        info["exception_occurred"] = worst is not None
+        if worst is not None:
+            info["exception_type"] = worst.get("type")
+            info["exception_severity"] = worst["severity"]
+            info["exception_note"] = worst.get("note")
         ended = {"cancel": RESULT_CANCELED, "timeout": RESULT_TIMEOUT}
-        info["result"] = RESULT_COMPLETED if success else ended.get(fatal or "", RESULT_FAILED)
+        failed = ended.get((worst or {}).get("type", ""), RESULT_FAILED)
+        info["result"] = RESULT_COMPLETED if success else failed
     return info
 
 
@@ -148,8 +219,8 @@ def listing_order(info: dict[str, Any]) -> tuple[int, float, int]:
     if info["state"] < STATE_RUN:
         return (0, -info["priority"], info["id"])
     if info["state"] < STATE_INACTIVE:
-        return (1, -info.get("t_alloc", 0.0), -info["id"])
-    return (2, -info["t_clean"], -info["id"])
+        return (1, -info.get("t_run", 0.0), -info["id"])
+    return (2, -info["t_inactive"], -info["id"])
 
 
 Match = Callable[[dict[str, Any]], bool]
@@ -172,8 +243,8 @@ def compile_constraint(constraint: Any) -> Match:
         if op == "or":  # an empty "or" is true (RFC 31)
             return lambda info: not parts or any(part(info) for part in parts)
         return lambda info: not all(part(info) for part in parts)
-    kind = str if op == "name" else int
-    if op not in ("userid", "name", "states", "results"):
+    kind = str if op in ("name", "queue") else int
+    if op not in ("userid", "name", "queue", "states", "results"):
         raise ValueError(f"unknown constraint operator: {op}")
     if any(not isinstance(v, kind) or isinstance(v, bool) for v in values):
         raise ValueError(f"{op} value must be {'a string' if kind is str else 'an integer'}")
@@ -181,6 +252,8 @@ def compile_constraint(constraint: Any) -> Match:
         return lambda info: USERID_UNKNOWN in values or info.get("userid") in values
     if op == "name":
         return lambda info: info["name"] in values
+    if op == "queue":  # a job with no queue matches none
+        return lambda info: info.get("queue") in values
     mask = functools.reduce(int.__or__, values, 0)
     key = "state" if op == "states" else "result"
     return lambda info: bool(info.get(key, 0) & mask)
@@ -310,11 +383,41 @@ class Watcher:
 
 
 @dataclass(eq=False)
+class JournalListener:
+    """A ``job-manager.events-journal`` stream: events named in ``allow`` (when given)
+    and not in ``deny``."""
+
+    client: Client
+    matchtag: int
+    allow: dict[str, Any] | None
+    deny: dict[str, Any] | None
+
+    def wants(self, name: str) -> bool:
+        """journal.c's ``allow_deny_check``."""
+        return (self.allow is None or name in self.allow) and not (
+            self.deny is not None and name in self.deny
+        )
+
+
+@dataclass(frozen=True)
+class Cred:
+    """The credentials a request carries (``flux_msg_cred``)."""
+
+    userid: int
+    rolemask: int
+
+    @property
+    def owner(self) -> bool:
+        return bool(self.rolemask & ROLE_OWNER)
+
+
+@dataclass(eq=False)
 class Job:
     id: int
     jobspec: dict[str, Any] | None  # None: a job of sim.submit
     name: str | None
     private: bool = False
+    userid: int = 0  # the submitter's
     eventlogs: dict[str, list[str]] = field(default_factory=dict)
     hold_before: str | None = None
     held: list[Step] = field(default_factory=list)
@@ -354,6 +457,9 @@ class SimulatedBroker:
         self._timer_seq = itertools.count()
         self._clients: dict[socket.socket, Client] = {}
         self._listener: socket.socket | None = None
+        self._journals: list[JournalListener] = []
+        self._journal_events = 0  # events through the journal (job-manager's count)
+        self._last_stamp = 0.0
         self._handlers: dict[str, Callable[[Client, Message], Any]] = {
             "job-info.eventlog-watch": self._eventlog_watch,
             "job-info.eventlog-watch-cancel": self._eventlog_watch_cancel,
@@ -362,6 +468,9 @@ class SimulatedBroker:
             "job-manager.submit": self._submit,
             "job-manager.raise": self._raise,
             "job-manager.urgency": self._urgency,
+            "job-manager.events-journal": self._journal,
+            "job-manager.events-journal-cancel": self._journal_cancel,
+            "job-manager.stats-get": self._job_manager_stats,
             "job-list.list": self._job_list,
             "attr.get": self._attr_get,
             "sim.submit": self._submit,
@@ -436,10 +545,13 @@ class SimulatedBroker:
 
     def _dispatch(self, client: Client, message: Message) -> None:
         matchtag = int(message.get("matchtag", 0))
-        handler = self._handlers.get(message.get("topic", ""))
+        topic = message.get("topic", "")
+        handler = self._handlers.get(topic)
         try:
             if handler is None:
-                raise RequestError(errno.ENOSYS, f"unknown service method {message.get('topic')}")
+                raise RequestError(errno.ENOSYS, f"unknown service method {topic}")
+            if topic in OWNER_TOPICS and not self._cred(message).owner:
+                raise RequestError(errno.EPERM, OWNER_ONLY)
             result = handler(client, message)
         except RequestError as err:
             if matchtag:
@@ -475,6 +587,7 @@ class SimulatedBroker:
         client.sock.close()
         for job in self.jobs.values():
             job.watchers = [w for w in job.watchers if w.client is not client]
+        self._journals = [j for j in self._journals if j.client is not client]
 
     def _call_later(self, delay: float, action: Callable[[], None]) -> list[Any]:
         timer = [time.monotonic() + delay, next(self._timer_seq), action]
@@ -489,8 +602,36 @@ class SimulatedBroker:
             raise RequestError(errno.ENOENT, errstr)
         return job
 
+    def _cred(self, message: Message) -> Cred:
+        """The request's credentials: the owner's where the handle set none (or left
+        a part unset), as the broker fills in an owner's connection's messages."""
+        cred = message.get("cred") or {}
+        userid = int(cred.get("userid", USERID_UNKNOWN))
+        rolemask = int(cred.get("rolemask", 0))
+        return Cred(self.userid if userid == USERID_UNKNOWN else userid, rolemask or ROLE_OWNER)
+
+    def _owns(self, job: Job, message: Message) -> bool:
+        """job-manager's rule (``flux_msg_cred_authorize``): the owner role, or the
+        job's own user."""
+        cred = self._cred(message)
+        return cred.owner or cred.userid == job.userid
+
+    def _allowed(self, job: Job, message: Message) -> bool:
+        """job-info's rule: the same, except that a ``private`` job (another user's
+        job, as a user who is not the owner sees it) is refused to the owner too."""
+        cred = self._cred(message)
+        return not job.private if cred.owner else cred.userid == job.userid
+
     def _submit(self, client: Client, message: Message) -> dict[str, Any]:
         payload = message.get("payload") or {}
+        if message.get("topic") == "job-manager.submit":
+            # job-ingest checks the signature first; with no flux-security, J is signed
+            # "none" by the submitting process (the owner's), which only the owner may.
+            cred = self._cred(message)
+            if cred.userid != self.userid:
+                raise RequestError(errno.EPERM, f"signer={self.userid} != requestor={cred.userid}")
+            if not cred.owner:
+                raise RequestError(errno.EPERM, "only instance owner can use sign-type=none")
         jobspec = validate_jobspec(payload["J"]) if "J" in payload else None
         system = (jobspec or {}).get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
@@ -506,7 +647,7 @@ class SimulatedBroker:
         jobid = self._new_jobid()
         private = bool(options.get("private", False))
         userid = self.userid + 1 if private else self.userid  # another user's job
-        job = Job(jobid, jobspec, job_name(jobspec) if jobspec else name, private)
+        job = Job(jobid, jobspec, job_name(jobspec) if jobspec else name, private, userid)
         self.jobs[jobid] = job
         job.hold_before = options.get("hold_before")
         if options.get("urgency") == 0:
@@ -566,9 +707,15 @@ class SimulatedBroker:
 
     def _urgency(self, client: Client, message: Message) -> dict[str, Any]:
         """A held job (urgency 0) runs once its urgency is raised."""
-        if int((message.get("payload") or {}).get("urgency", 0)) > 0:
+        payload = message.get("payload") or {}
+        job = self._job(payload)
+        urgency = int(payload.get("urgency", 0))
+        if not self._owns(job, message):
+            raise RequestError(errno.EPERM, "guests can only reprioritize their own jobs")
+        if urgency > 16 and not self._cred(message).owner:
+            raise RequestError(errno.EPERM, "guests can only adjust urgency <= default")
+        if urgency > 0:
             return self._release(client, message)
-        self._job(message.get("payload") or {})
         return {}
 
     def _post(self, client: Client, message: Message) -> dict[str, Any]:
@@ -583,7 +730,9 @@ class SimulatedBroker:
         payload = message.get("payload") or {}
         job = self._job(payload)
         if job.inactive:
-            raise RequestError(errno.EINVAL, "job is inactive")
+            raise RequestError(errno.ENOENT, "job is inactive")  # as job-manager/raise.c
+        if not self._owns(job, message):
+            raise RequestError(errno.EPERM, "guests can only raise exceptions on their own jobs")
         severity = int(payload.get("severity", 0))
         context = {
             "type": payload.get("type", "cancel"),
@@ -610,13 +759,32 @@ class SimulatedBroker:
             self._append(job, MAIN_EVENTLOG, "free", {})
         self._append(job, MAIN_EVENTLOG, "clean", {})
 
+    def _stamp(self) -> float:
+        """Now, as an event's timestamp: unique and increasing across all jobs, as the
+        journal's consumers expect (``flux.job.JournalConsumer`` resumes after one).
+        Two events of one turn of the loop could read the same clock, or it could
+        step back."""
+        stamp = time.time()
+        if stamp <= self._last_stamp:
+            stamp = math.nextafter(self._last_stamp, math.inf)
+        self._last_stamp = stamp
+        return stamp
+
     def _append(self, job: Job, path: str, name: str, context: dict[str, Any]) -> None:
-        event: dict[str, Any] = {"timestamp": time.time(), "name": name}
+        if path == MAIN_EVENTLOG and name == "alloc" and context.get("annotations"):
+            # The scheduler's annotations reach the journal just before alloc, never
+            # the eventlog (job-manager posts them with EVENT_NO_COMMIT).
+            annotations = {"annotations": context["annotations"]}
+            self._journal_post(job, {"timestamp": self._stamp(), "name": "annotations",
+                                     "context": annotations})  # fmt: skip
+        event: dict[str, Any] = {"timestamp": self._stamp(), "name": name}
         if context:
             event["context"] = context
         job.eventlogs.setdefault(path, []).append(protocol.encode(event).decode().rstrip("\n"))
         for watcher in list(job.watchers):
             self._pump(watcher)
+        if path == MAIN_EVENTLOG:
+            self._journal_post(job, event)
 
     # -- generated output -------------------------------------------------------
 
@@ -663,7 +831,7 @@ class SimulatedBroker:
     def _eventlog_watch(self, client: Client, message: Message) -> None:
         payload = message.get("payload") or {}
         job = self._job(payload)
-        if job.private:
+        if not self._allowed(job, message):
             raise RequestError(errno.EPERM)
         path = payload.get("path", MAIN_EVENTLOG)
         flags = int(payload.get("flags", 0))
@@ -709,6 +877,84 @@ class SimulatedBroker:
                     self._finish(watcher, errno.ENODATA)
         return None
 
+    # -- the job-manager journal -----------------------------------------------
+
+    def _journal(self, client: Client, message: Message) -> None:
+        """``job-manager.events-journal`` (``src/modules/job-manager/journal.c``):
+        ``{"full"?: bool, "allow"?: {name: 1}, "deny"?: {name: 1}}``, owner only, streaming.
+
+        The backlog comes first, one response per job: ``{"id", "events": [its main
+        eventlog entries so far, as objects, filtered], "jobspec": <object>}``, with
+        ``full`` the inactive jobs then the active ones, without only the active ones;
+        a job whose entries are all filtered out still gets one (with ``"events": []``).
+        Then the sentinel ``{"id": -1, "events": []}`` (with or without ``full``), then
+        one response per new main eventlog event of any job, ``"jobspec"`` with ``submit``.
+
+        Measured on flux-core 0.88.0: ``jobspec`` is a JSON object, the redacted
+        jobspec (no ``attributes.system.environment``); real responses also carry
+        ``R`` (the backlog's, and with ``alloc``), which the simulator leaves out.
+        Jobs come in the job-manager's hash order there, in submission order here.
+        """
+        payload = message.get("payload") or {}
+        if not isinstance(payload, dict) or not isinstance(payload.get("full", False), bool):
+            raise RequestError(errno.EPROTO)
+        allow, deny = payload.get("allow"), payload.get("deny")
+        if not int(message.get("flags", 0)) & RPC_STREAMING:
+            raise RequestError(errno.EPROTO, "job-manager.events requires streaming RPC flag")
+        for key, rules in (("allow", allow), ("deny", deny)):
+            if rules is not None and not isinstance(rules, dict):
+                raise RequestError(errno.EPROTO, f"job-manager.events {key} should be an object")
+        listener = JournalListener(client, int(message["matchtag"]), allow, deny)
+        jobs = list(self.jobs.values())
+        backlog = [j for j in jobs if j.inactive] if payload.get("full") else []
+        for job in backlog + [j for j in jobs if not j.inactive]:
+            lines = job.eventlogs.get(MAIN_EVENTLOG)
+            if not lines:  # not submitted yet: the job-manager does not know it
+                continue
+            events = [e for e in map(json.loads, lines) if listener.wants(e["name"])]
+            answer = {"id": job.id, "events": events, "jobspec": self._journal_jobspec(job)}
+            self._send(client, protocol.response(listener.matchtag, answer))
+        sentinel = {"id": JOBID_ANY, "events": []}
+        self._send(client, protocol.response(listener.matchtag, sentinel))
+        self._journals.append(listener)
+
+    def _journal_jobspec(self, job: Job) -> dict[str, Any]:
+        if job.jobspec is None:
+            return scenario_jobspec(job.name or DEFAULT_SCENARIO)
+        return redacted_jobspec(job.jobspec)
+
+    def _journal_post(self, job: Job, event: dict[str, Any]) -> None:
+        """Stream a new main eventlog event to the journals that want it."""
+        self._journal_events += 1
+        answer: dict[str, Any] = {"id": job.id, "events": [event]}
+        if event["name"] == "submit":
+            answer["jobspec"] = self._journal_jobspec(job)
+        for listener in self._journals:
+            if listener.wants(event["name"]):
+                self._send(listener.client, protocol.response(listener.matchtag, answer))
+
+    def _journal_cancel(self, client: Client, message: Message) -> None:
+        """End the client's journal of that matchtag with ENODATA; never answered."""
+        matchtag = (message.get("payload") or {}).get("matchtag")
+        for listener in self._journals:
+            if listener.client is client and listener.matchtag == matchtag:
+                self._journals.remove(listener)
+                self._send(client, protocol.error_response(listener.matchtag, errno.ENODATA))
+                break
+        return None
+
+    def _job_manager_stats(self, client: Client, message: Message) -> dict[str, Any]:
+        """The part of ``flux module stats job-manager`` simulated."""
+        active = sum(1 for job in self.jobs.values() if not job.inactive)
+        return {
+            "journal": {"listeners": len(self._journals), "events": self._journal_events},
+            "active_jobs": active,
+            "inactive_jobs": len(self.jobs) - active,
+            "max_jobid": max(self.jobs, default=0),
+        }
+
+    # -- statistics ------------------------------------------------------------
+
     def _watcher_count(self, guest: bool) -> int:
         return sum(
             1
@@ -728,8 +974,8 @@ class SimulatedBroker:
     def _lookup(self, client: Client, message: Message) -> dict[str, Any]:
         payload = message.get("payload") or {}
         job = self._job(payload, "invalid job id")
-        if job.private:
-            raise RequestError(errno.EPERM)
+        if not self._allowed(job, message):
+            raise RequestError(errno.EPERM, "access is restricted to job/instance owner")
         result: dict[str, Any] = {"id": job.id}
         for key in payload.get("keys", []):
             if key == "jobspec" and job.jobspec is not None:
@@ -761,7 +1007,7 @@ class SimulatedBroker:
         infos = [job_info(job) for job in self.jobs.values()]
         # A job still NEW is not listed yet; since: inactive jobs ended after then.
         infos = [
-            i for i in infos if i["state"] != STATE_NEW and i.get("t_clean", since + 1) > since
+            i for i in infos if i["state"] != STATE_NEW and i.get("t_inactive", since + 1) > since
         ]
         infos = sorted(filter(match, infos), key=listing_order)[: max_entries or None]
         wanted = LIST_ATTRS if "all" in attrs else attrs

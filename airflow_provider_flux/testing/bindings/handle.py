@@ -5,6 +5,12 @@ handle, a ``pollfd()`` that becomes readable when responses wait, a reactor run
 with ``FLUX_REACTOR_NOWAIT`` that dispatches what has arrived, streaming futures
 whose ``then`` callback runs once per response, and blocking ``get()`` outside
 callbacks. A handle belongs to one thread, as in flux-core.
+
+A handle opened while ``FLUX_HANDLE_USERID`` or ``FLUX_HANDLE_ROLEMASK`` is set sends
+those credentials with every request, as libflux's local connector does (a broker
+takes them from its owner only, for tests of access control: flux-core's
+``t/t2232-job-info-security.t`` acts as a guest with ``FLUX_HANDLE_USERID=9999
+FLUX_HANDLE_ROLEMASK=0x2``).
 """
 
 from __future__ import annotations
@@ -24,9 +30,47 @@ from airflow_provider_flux.testing.bindings.constants import (
     FLUX_POLLERR,
     FLUX_POLLIN,
     FLUX_REACTOR_NOWAIT,
+    FLUX_ROLE_NONE,
+    FLUX_RPC_NORESPONSE,
+    FLUX_RPC_STREAMING,
+    FLUX_USERID_UNKNOWN,
 )
 
 SCHEME = "sim://"
+
+
+def _strtoul(text: str, base: int) -> int:
+    """The number C's ``strtoul`` reads at the start of ``text`` (0 when none): libflux
+    reads the credential variables with it (the role mask with base 0, so ``0x2``)."""
+    text = text.strip().lower()
+    if base == 0:
+        if text.startswith("0x"):
+            base, text = 16, text[2:]
+        else:
+            base = 8 if text.startswith("0") else 10
+    digits = "0123456789abcdef"[:base]
+    value = 0
+    for char in text:
+        if char not in digits:
+            break
+        value = value * base + digits.index(char)
+    return value
+
+
+def testing_credentials() -> dict[str, int] | None:
+    """The credentials ``FLUX_HANDLE_USERID`` / ``FLUX_HANDLE_ROLEMASK`` ask for, or None.
+
+    As in libflux, one alone leaves the other unset (``FLUX_USERID_UNKNOWN``,
+    ``FLUX_ROLE_NONE``), which the broker fills in from the connection: the owner's.
+    """
+    userid = os.environ.get("FLUX_HANDLE_USERID")
+    rolemask = os.environ.get("FLUX_HANDLE_ROLEMASK")
+    if userid is None and rolemask is None:
+        return None
+    return {
+        "userid": FLUX_USERID_UNKNOWN if userid is None else _strtoul(userid, 10),
+        "rolemask": FLUX_ROLE_NONE if rolemask is None else _strtoul(rolemask, 0),
+    }
 
 
 class Future:
@@ -138,6 +182,7 @@ class Flux:
         self._ready: deque[Future] = deque()
         self._lost: OSError | None = None
         self._stop_requested = False
+        self._cred = testing_credentials()
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -147,23 +192,41 @@ class Flux:
     # -- requests ---------------------------------------------------------------
 
     def rpc(self, topic: str, payload: Any = None, nodeid: int = 0, flags: int = 0) -> Future:
-        """Send a request; returns the future of its response."""
-        return self._request(topic, payload, streaming=False)
+        """Send a request; returns the future of its response.
+
+        ``FLUX_RPC_STREAMING``: the future gets responses until an error one (such as
+        ENODATA) ends the stream, ``reset()`` moving to the next. ``FLUX_RPC_NORESPONSE``:
+        sent with matchtag 0; as flux-core's, the future is ready at once and its
+        ``get()`` raises EINVAL (it has no response to decode).
+        """
+        if flags & ~(FLUX_RPC_NORESPONSE | FLUX_RPC_STREAMING):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if flags & FLUX_RPC_NORESPONSE:
+            self._notify(topic, payload)
+            future = Future(self, 0)
+            future._deliver(protocol.error_response(0, errno.EINVAL))
+            return future
+        return self._request(topic, payload, streaming=bool(flags & FLUX_RPC_STREAMING))
 
     def _request(self, topic: str, payload: Any, *, streaming: bool) -> Future:
         matchtag = next(self._matchtags)
         future = Future(self, matchtag, streaming)
         self._futures[matchtag] = future
-        self._send({"topic": topic, "matchtag": matchtag, "payload": payload})
+        flags = FLUX_RPC_STREAMING if streaming else 0
+        self._send({"topic": topic, "matchtag": matchtag, "flags": flags, "payload": payload})
         return future
 
     def _notify(self, topic: str, payload: Any) -> None:
         """A request that gets no response (``FLUX_RPC_NORESPONSE``)."""
-        self._send({"topic": topic, "matchtag": 0, "payload": payload})
+        self._send(
+            {"topic": topic, "matchtag": 0, "flags": FLUX_RPC_NORESPONSE, "payload": payload}
+        )
 
     def _send(self, message: protocol.Message) -> None:
         if self._lost is not None:
             raise OSError(self._lost.errno, self._lost.strerror)
+        if self._cred is not None:
+            message = {**message, "cred": self._cred}
         data = protocol.encode(message)
         while data:
             try:

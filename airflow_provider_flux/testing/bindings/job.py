@@ -172,7 +172,7 @@ def job_list(
 ) -> JobListRPC:
     """List jobs (``job-list.list``) as flux-core builds the request: the user's
     (``FLUX_USERID_UNKNOWN``: everyone's), ``states`` or ``results`` (masks), and
-    ``constraint`` (RFC 31). The simulated broker has no queues: it refuses ``queue``."""
+    ``constraint`` (RFC 31); ``queue``: a job's ``attributes.system.queue``."""
     terms: list[dict[str, Any]] = [] if constraint is None else [constraint]
     if userid != 0xFFFFFFFF:  # FLUX_USERID_UNKNOWN
         terms.append({"userid": [userid]})
