@@ -21,6 +21,11 @@ CONNECTION_ERRNOS = frozenset(
     }
 )
 
+# What the job manager answers a cancel (an exception raised) of a job that has
+# ended: ENOENT "job is inactive" (flux-core 0.88.0, job-manager/raise.c; also for
+# a job it no longer knows), EINVAL in earlier versions.
+ENDED_JOB_ERRNOS = frozenset({errno.ENOENT, errno.EINVAL})
+
 
 def describe_instance(uri: str | None) -> str:
     return uri or "the default Flux instance"

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from airflow_provider_flux.aio.errors import ENDED_JOB_ERRNOS
 from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
 from airflow_provider_flux.events import JobEvent, parse_eventlog
 from airflow_provider_flux.jobid import format_jobid
@@ -237,7 +238,7 @@ class FluxHook(BaseHook):
                 try:
                     future.get()
                 except OSError as err:
-                    if err.errno != errno.EINVAL:  # EINVAL: the job is inactive already
+                    if err.errno not in ENDED_JOB_ERRNOS:
                         raise
 
     def describe(self) -> str:

@@ -19,7 +19,7 @@ from airflow_provider_flux.aio import (
     cancel_job,
     watch,
 )
-from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS
+from airflow_provider_flux.aio.errors import CONNECTION_ERRNOS, ENDED_JOB_ERRNOS
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.event_wait import (
     WAIT_FOR_ALL,
@@ -231,8 +231,8 @@ async def cancel_jobs(jobids: Sequence[int], reason: str, uri: str | None) -> No
         *(cancel_job(jobid, reason, uri=uri) for jobid in jobids), return_exceptions=True
     )
     for result in results:
-        if isinstance(result, OSError) and result.errno == errno.EINVAL:
-            continue  # the job is inactive already
+        if isinstance(result, OSError) and result.errno in ENDED_JOB_ERRNOS:
+            continue
         if isinstance(result, BaseException):
             raise result
 

@@ -13,11 +13,13 @@ import pytest
 
 from airflow_provider_flux.aio import (
     FluxEventlogNotFound,
+    cancel_job,
     connection_stats,
     watch,
 )
 from airflow_provider_flux.aio.connection import acquire, release
 from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.triggers.flux import cancel_jobs
 from tests.flux_instances import FluxTestInstance
 
 MAIN_LIFECYCLE = ["submit", "validate", "depend", "priority", "alloc", "start", "finish",
@@ -108,6 +110,19 @@ async def test_cancel_pending_job_has_no_start(flux_instance: FluxTestInstance) 
     names = [e.name for e in await collect(jobid, flux_instance.uri)]
     assert "start" not in names
     assert names[-2:] == ["exception", "clean"]
+
+
+async def test_cancelling_jobs_that_ended_passes_them_over(flux_instance: FluxTestInstance) -> None:
+    ended = await asyncio.to_thread(flux_instance.completed_job)
+    running = await asyncio.to_thread(flux_instance.running_job)
+    # A kill that comes as a job ends (the job manager answers ENOENT "job is
+    # inactive" on real Flux) must still cancel the others, and not fail.
+    await cancel_jobs([ended, running], "stopping", flux_instance.uri)
+    names = [e.name for e in await collect(running, flux_instance.uri)]
+    assert names[-5:] == ["exception", "finish", "release", "free", "clean"]
+    with pytest.raises(OSError, match="job is inactive") as refused:
+        await cancel_job(ended, "again", uri=flux_instance.uri)
+    assert refused.value.errno == errno.ENOENT
 
 
 async def test_nonfatal_exception_does_not_end_the_job(flux_instance: FluxTestInstance) -> None:
