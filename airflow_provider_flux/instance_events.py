@@ -13,9 +13,12 @@ Two sources, with different rights (see ``flux.job.JournalConsumer`` and
   prefix of the instance's history and the events come out in order too.
 
 Both give :class:`EventBatch` es of :class:`InstanceEvent` s: first one history
-batch, then batches of new events. An event's :attr:`~InstanceEvent.position`
-orders it among all others, so a reader that saved the position of the last event
-it handled can resume after it.
+batch, then batches of new events, each once. Timestamps order them nearly, not
+exactly: job-ingest stamps a ``submit`` before the job manager posts it, so other
+jobs' events, stamped later, can come first (measured on flux-core 0.88.0 with two
+jobs a few milliseconds apart). A reader that resumes after what it handled keeps
+a :class:`Frontier`: the newest timestamp it saw, and which of the events stamped
+up to :data:`LATE_EVENT_SECONDS` before it it has seen.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_flux.aio import FluxConnectionError, FluxConnectionLost, FluxPermissionError
@@ -40,19 +43,17 @@ log = logging.getLogger(__name__)
 SOURCE_JOURNAL = "journal"
 SOURCE_JOB_LIST = "job-list"
 
-# (timestamp, job ID, order among the job's events of that timestamp)
+# (timestamp, job ID, order among the job's events of that timestamp): sorts events.
 Position = tuple[float, int, int]
-# Before every event: where a reader that has seen nothing stands.
-ORIGIN: Position = (0.0, 0, 0)
+# How much earlier than events that came before it an event may be stamped: a
+# submit waits this long in job-ingest at most, or it may be taken as seen.
+LATE_EVENT_SECONDS = 30.0
 
 # What job-list is asked for when polling.
 JOB_LIST_ATTRS = (
     "userid", "name", "queue", "state", "t_submit", "t_run", "t_cleanup", "t_inactive",
     "waitstatus", "exception_occurred", "exception_type", "exception_severity", "exception_note",
 )  # fmt: skip
-# Polls ask for jobs that ended up to this long before the last event seen, so that
-# a job which ended in the same instant as it is never left out.
-POLL_OVERLAP_SECONDS = 1.0
 # A lost connection is retried without end, waiting at most this long in between.
 RECONNECT = Reconnect(attempts=1_000_000, initial_delay=0.5, max_delay=30.0)
 
@@ -96,8 +97,14 @@ class InstanceEvent:
 
     @property
     def position(self) -> Position:
-        """Where this event stands among all events of the instance."""
+        """Where this event stands among all events of the instance (nearly: see the
+        module's notes)."""
         return (self.event.timestamp, self.jobid, self.order)
+
+    @property
+    def key(self) -> EventKey:
+        """What tells this event from every other: its job, name and timestamp."""
+        return (self.jobid, self.event.name, self.event.timestamp)
 
     def to_payload(self) -> dict[str, Any]:
         """JSON-friendly form: a trigger event's payload, an asset event's extra."""
@@ -112,21 +119,73 @@ class InstanceEvent:
         }
 
 
+EventKey = tuple[int, str, float]
+
+
 @dataclass(frozen=True)
 class EventBatch:
-    """Events in order; the first batch of a source is its history.
+    """Events in the order the source gave them; a source's first batch is its history.
 
-    :param events: the events, oldest first.
-    :param history: this batch is everything the source knew when it started.
-    :param covers_after: for history: it holds every event after this position
-        (``None``: every event the instance still knows).
-    :param watermark: for history: the newest position it covers.
+    :param events: the events.
+    :param history: every event the source knew of when it (re)started, by timestamp.
     """
 
     events: tuple[InstanceEvent, ...]
     history: bool = False
-    covers_after: Position | None = None
-    watermark: Position = ORIGIN
+
+
+@dataclass
+class Frontier:
+    """How far a reader got: the newest timestamp it saw, and the events stamped up to
+    :data:`LATE_EVENT_SECONDS` before it that it has seen (of those it keeps).
+
+    :param newest: the newest timestamp seen.
+    :param recent: the keys of the events kept, stamped within the window, each with
+        a time of the keeper's choosing (when it handed the event over, say).
+    """
+
+    newest: float = 0.0
+    recent: dict[EventKey, float] = field(default_factory=dict)
+    _pruned_at: float = 0.0
+
+    def is_new(self, item: InstanceEvent) -> bool:
+        """Not seen yet: stamped after the newest, or within the window and not kept."""
+        stamp = item.event.timestamp
+        if stamp > self.newest:
+            return True
+        return stamp > self.newest - LATE_EVENT_SECONDS and item.key not in self.recent
+
+    def advance(self, item: InstanceEvent, keep: bool = True, when: float = 0.0) -> None:
+        """``item`` is seen; ``keep`` it (at ``when``) to tell it apart within the window."""
+        self.newest = max(self.newest, item.event.timestamp)
+        if keep:
+            self.recent[item.key] = when
+
+    def prune(self) -> None:
+        """Forget what the window has left behind (every quarter of a window at most:
+        a burst calls this once per batch)."""
+        if self.newest - self._pruned_at < LATE_EVENT_SECONDS / 4:
+            return
+        self._pruned_at = self.newest
+        horizon = self.newest - LATE_EVENT_SECONDS
+        self.recent = {key: when for key, when in self.recent.items() if key[2] > horizon}
+
+    def to_json(self, newest: float | None = None, kept_by: float | None = None) -> dict[str, Any]:
+        """JSON-friendly form; or the frontier as it was when it was at ``newest``,
+        counting the events kept by ``kept_by`` only."""
+        newest = self.newest if newest is None else newest
+        horizon = newest - LATE_EVENT_SECONDS
+        recent = [
+            list(key)
+            for key, when in self.recent.items()
+            if horizon < key[2] <= newest and (kept_by is None or when <= kept_by)
+        ]
+        return {"newest": newest, "recent": sorted(recent)}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Frontier:
+        recent = {(int(j), str(n), float(t)): 0.0 for j, n, t in value.get("recent", [])}
+        return cls(float(value["newest"]), recent)
 
 
 class JournalReader:
@@ -144,8 +203,7 @@ class JournalReader:
             self.live = True
             history = tuple(sorted(self._backlog, key=lambda e: e.position))
             self._backlog = []
-            watermark = history[-1].position if history else ORIGIN
-            return EventBatch(history, history=True, covers_after=None, watermark=watermark)
+            return EventBatch(history, history=True)
         job = self._job(response)
         events = tuple(InstanceEvent(response.jobid, event, job) for event in response.events)
         if any(event.name == "clean" for event in response.events):
@@ -198,60 +256,58 @@ def job_list_events(entry: Mapping[str, Any]) -> list[InstanceEvent]:
     return events
 
 
-async def _poll_job_list(uri: str | None, after: Position) -> list[InstanceEvent]:
-    """Every event job-list shows after ``after``, oldest first."""
-    since = max(0.0, after[0] - POLL_OVERLAP_SECONDS)
+async def _list_job_events(uri: str | None, frontier: Frontier | None) -> list[InstanceEvent]:
+    """The events job-list shows of jobs active, or ended within the window before the
+    ``frontier`` (all jobs it knows: ``None``), by timestamp."""
+    since = 0.0 if frontier is None else max(0.0, frontier.newest - LATE_EVENT_SECONDS)
     payload = {"max_entries": 0, "attrs": list(JOB_LIST_ATTRS), "since": since}
     entries = await list_jobs(payload, uri)
     events = [event for entry in entries for event in job_list_events(entry)]
-    return sorted((e for e in events if e.position > after), key=lambda e: e.position)
+    return sorted(events, key=lambda e: e.position)
 
 
-@dataclass
-class _SourceState:
-    """Where a source is: what it saw last, and which one it is."""
-
-    position: Position | None = None
-    source: str | None = None
-    history_done: bool = False
-
-
-async def instance_history(uri: str | None, after: Position | None) -> EventBatch:
-    """One look at the instance: every event after ``after`` that it still knows, as a
-    history batch (from the journal, else from job-list), then nothing more."""
+async def instance_history(uri: str | None, after: Frontier | None) -> EventBatch:
+    """One look at the instance: the events it still knows (from the journal, else
+    from job-list: then those not behind ``after``), as a history batch."""
     try:
         async with aclosing(journal(uri, full=True)) as responses:
             reader = JournalReader()
             async for response in responses:
                 batch = reader.feed(response)
                 if batch is not None:
-                    return _after(batch, after)
+                    return batch
     except FluxPermissionError:
         pass
-    events = await _poll_job_list(uri, after or ORIGIN)
-    watermark = max([after or ORIGIN, *(e.position for e in events)])
-    return EventBatch(tuple(events), history=True, covers_after=after, watermark=watermark)
-
-
-def _after(batch: EventBatch, after: Position | None) -> EventBatch:
-    if after is None:
-        return batch
-    events = tuple(e for e in batch.events if e.position > after)
-    return EventBatch(events, True, batch.covers_after, max(batch.watermark, after))
+    return EventBatch(tuple(await _list_job_events(uri, after)), history=True)
 
 
 async def instance_events(uri: str | None, *, poll_interval: float) -> AsyncGenerator[EventBatch]:
     """The instance's events for as long as the caller reads: its history first, then
-    new events as they happen. The journal when it answers, else job-list polled
-    every ``poll_interval`` seconds. A lost connection is retried without end, and
-    resumes after the last event given (nothing twice, nothing skipped)."""
-    state = _SourceState()
+    new events as they happen, each once. The journal when it answers, else job-list
+    polled every ``poll_interval`` seconds. A lost connection is retried without end;
+    the journal then starts with its history again (a reader tells what it has seen
+    with its :class:`Frontier`)."""
+    source: str | None = None
     attempt = 0
     while True:
         try:
-            async for batch in _events_once(uri, poll_interval, state):
-                attempt = 0
-                yield batch
+            if source in (None, SOURCE_JOURNAL):
+                try:
+                    async for batch in _journal_batches(uri):
+                        source, attempt = SOURCE_JOURNAL, 0
+                        yield batch
+                except FluxPermissionError as err:
+                    if source is not None:
+                        raise
+                    log.info(
+                        "%s: following the instance's jobs through job-list every %gs instead",
+                        err.strerror, poll_interval,
+                    )  # fmt: skip
+                    source = SOURCE_JOB_LIST
+            if source == SOURCE_JOB_LIST:
+                async for batch in _job_list_batches(uri, poll_interval):
+                    attempt = 0
+                    yield batch
         except (FluxConnectionLost, FluxConnectionError) as err:
             attempt += 1
             delay = RECONNECT.delay(attempt)
@@ -259,56 +315,27 @@ async def instance_events(uri: str | None, *, poll_interval: float) -> AsyncGene
             await asyncio.sleep(delay)
 
 
-async def _events_once(
-    uri: str | None, poll_interval: float, state: _SourceState
-) -> AsyncIterator[EventBatch]:
-    if state.source in (None, SOURCE_JOURNAL):
-        try:
-            async for batch in _journal_batches(uri, state):
-                yield batch
-            return
-        except FluxPermissionError as err:
-            if state.source is None:
-                log.info(
-                    "%s: following the instance's jobs through job-list every %gs instead",
-                    err.strerror, poll_interval,
-                )  # fmt: skip
-    state.source = SOURCE_JOB_LIST
-    async for batch in _job_list_batches(uri, poll_interval, state):
-        yield batch
-
-
-async def _journal_batches(uri: str | None, state: _SourceState) -> AsyncIterator[EventBatch]:
+async def _journal_batches(uri: str | None) -> AsyncIterator[EventBatch]:
     reader = JournalReader()
     async with aclosing(journal(uri, full=True)) as responses:
         async for response in responses:
             batch = reader.feed(response)
-            if batch is None:
-                continue
-            state.source = SOURCE_JOURNAL
-            if state.history_done:
-                # After a reconnection: the new history repeats what was given.
-                batch = _after(batch, state.position)
-                batch = EventBatch(batch.events) if batch.history else batch
-                if not batch.events:
-                    continue
-            state.history_done = True
-            state.position = batch.events[-1].position if batch.events else batch.watermark
-            yield batch
+            if batch is not None:
+                yield batch
 
 
-async def _job_list_batches(
-    uri: str | None, poll_interval: float, state: _SourceState
-) -> AsyncIterator[EventBatch]:
+async def _job_list_batches(uri: str | None, poll_interval: float) -> AsyncIterator[EventBatch]:
+    """The first poll as history, then what each poll shows that the ones before did not."""
+    frontier: Frontier | None = None
     while True:
         started = time.monotonic()
-        events = await _poll_job_list(uri, state.position or ORIGIN)
-        if not state.history_done:
-            state.history_done = True
-            watermark = events[-1].position if events else ORIGIN
-            state.position = watermark
-            yield EventBatch(tuple(events), history=True, covers_after=None, watermark=watermark)
-        elif events:
-            state.position = events[-1].position
-            yield EventBatch(tuple(events))
+        events = await _list_job_events(uri, frontier)
+        first = frontier is None
+        frontier = frontier or Frontier()
+        new = [item for item in events if frontier.is_new(item)]
+        for item in new:
+            frontier.advance(item)
+        frontier.prune()
+        if first or new:
+            yield EventBatch(tuple(new), history=first)
         await asyncio.sleep(max(0.0, poll_interval - (time.monotonic() - started)))

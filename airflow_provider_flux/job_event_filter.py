@@ -106,6 +106,23 @@ class JobEventFilter:
             "exception_severity": self.exception_severity,
         }
 
+    def describe(self) -> str:
+        """In words, for logs: ``finish of jobs named 'sim-*' with exit code 0``."""
+        words = [" or ".join(self.events)]
+        for value, what in (
+            (self.job_name, "named {!r}"), (self.queue, "in queue {!r}"),
+            (self.userid, "of user {}"),
+        ):  # fmt: skip
+            if value is not None:
+                words.append(what.format(value))
+        if self.exit_codes is not None:
+            words.append("exit code " + " or ".join(map(str, self.exit_codes)))
+        if self.exception_types is not None:
+            words.append("exception " + " or ".join(self.exception_types))
+        if self.exception_severity is not None:
+            words.append(f"severity <= {self.exception_severity}")
+        return ", ".join(words)
+
     def matches(self, item: InstanceEvent) -> bool:
         """Whether ``item`` is an event this filter wants."""
         event, job = item.event, item.job

@@ -6,9 +6,9 @@ carries the job ID, its name, queue, owner and the event.
 
 The triggerer runs one stream per instance for all of them (Airflow's shared
 streams): the job-manager journal for the instance owner, else job-list polled
-every ``poll_interval`` seconds. Each trigger keeps the position of the last event
-it handled in its asset's state store and, after a triggerer restart, goes on after
-it, so events that happened meanwhile still arrive.
+every ``poll_interval`` seconds. Each trigger keeps how far it got in its asset's
+state store and, after a triggerer restart, goes on from there, so events that
+happened meanwhile still arrive.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.instance_events import (
     EventBatch,
+    Frontier,
     InstanceEvent,
-    Position,
     instance_events,
     instance_history,
 )
@@ -35,11 +35,11 @@ from airflow_provider_flux.triggers.flux import log_off_loop
 from airflow_provider_flux.version_compat import BaseEventTrigger, TriggerEvent
 
 DEFAULT_POLL_INTERVAL = 5.0
-# The asset state store key of a trigger's position.
-CHECKPOINT_KEY = "flux_position"
-# A position is saved once the events before it were handed to the triggerer this
-# long ago: the triggerer stores them in the database on its next sync (about every
-# second), and an event it had not stored when it stopped is delivered again.
+# The asset state store key of how far a trigger got (a Frontier).
+CHECKPOINT_KEY = "flux_frontier"
+# How far a trigger got is saved once the events before were handed to the triggerer
+# this long ago: the triggerer stores them in the database on its next sync (about
+# every second), and an event it had not stored when it stopped is delivered again.
 CHECKPOINT_DELAY = 5.0
 CHECKPOINT_INTERVAL = 1.0
 
@@ -103,11 +103,11 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
         if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
             raise ValueError(f"poll_interval must be seconds > 0, not {poll_interval!r}")
         self.poll_interval = float(poll_interval)
-        self._position: Position | None = None
-        # (when, position) of each batch handled: when its events were handed over,
-        # 0 for a batch with none (its position can be saved at once).
-        self._handled: deque[tuple[float, Position]] = deque()
-        self._saved: Position | None = None
+        self._frontier: Frontier | None = None
+        # (when, newest timestamp) after each batch handled: when its events were
+        # handed over, 0 for a batch with none (the frontier can be saved at once).
+        self._handled: deque[tuple[float, float]] = deque()
+        self._saved: dict[str, Any] | None = None
         self._store: Any = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -173,15 +173,20 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
     async def _filter(
         self, batches: AsyncIterator[Any], stream: Callable[[], _Stream | None]
     ) -> AsyncIterator[TriggerEvent]:
-        self._position = self._saved = await self._load_position()
-        checkpoints = asyncio.create_task(self._save_positions())
+        self._frontier = await self._load_frontier()
+        await log_off_loop(
+            self, "info", "watching job events of %s (connection %s) %s",
+            self.filter.describe(), self.flux_conn_id,
+            "from now on" if self._frontier is None else f"after {self._frontier.newest}",
+        )  # fmt: skip
+        checkpoints = asyncio.create_task(self._save_frontier())
         try:
             joined = stream()
             if joined is not None and joined.history_sent:
                 # The stream began before this trigger: what happened in between (and
-                # since its saved position) comes from a look of its own.
+                # since it last stopped) comes from a look of its own.
                 uri = await FluxHook(self.flux_conn_id).aget_uri()
-                async for event in self._handle(await instance_history(uri, self._position)):
+                async for event in self._handle(await instance_history(uri, self._frontier)):
                     yield event
             async for batch in batches:
                 async for event in self._handle(batch):
@@ -193,33 +198,47 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
 
     async def _handle(self, batch: EventBatch) -> AsyncIterator[TriggerEvent]:
         matched = self._take(batch)
+        assert self._frontier is not None
+        if batch.history:
+            await log_off_loop(
+                self, "info", "read the instance's history (%d events) from the %s: up to %s",
+                len(batch.events), batch.events[0].source if batch.events else "instance",
+                self._frontier.newest,
+            )  # fmt: skip
+        handed_over = time.monotonic()
         for item in matched:
             yield TriggerEvent(item.to_payload())
-        if self._position is not None:
-            self._handled.append((time.monotonic() if matched else 0.0, self._position))
+            self._frontier.recent[item.key] = handed_over
+        self._handled.append((handed_over if matched else 0.0, self._frontier.newest))
 
     def _take(self, batch: EventBatch) -> list[InstanceEvent]:
-        """The events of ``batch`` this trigger fires for; moves its position past them.
+        """The events of ``batch`` this trigger fires for, each once; its frontier moves
+        past them.
 
-        A trigger with no position (its first start) begins at the end of the history:
-        it fires for what happens from then on.
+        A trigger with no frontier (its first start) begins after the history: it
+        fires for what happens from then on.
         """
-        if batch.history and self._position is None:
-            self._position = batch.watermark
-            return []
+        if self._frontier is None:
+            self._frontier = Frontier()
+            if batch.history:
+                for item in batch.events:
+                    self._frontier.advance(item, keep=self.filter.matches(item))
+                self._frontier.prune()
+                return []
         matched = []
         for item in batch.events:
-            if self._position is not None and item.position <= self._position:
-                continue  # given before (history repeats what a trigger already had)
-            self._position = item.position
-            if self.filter.matches(item):
+            if not self._frontier.is_new(item):
+                continue  # seen before: history repeats what a trigger already had
+            wanted = self.filter.matches(item)
+            # Kept at infinity until handed over (then at that time): not saved before.
+            self._frontier.advance(item, keep=wanted, when=float("inf"))
+            if wanted:
                 matched.append(item)
-        if batch.history and self._position is not None:
-            self._position = max(self._position, batch.watermark)
+        self._frontier.prune()
         return matched
 
-    async def _load_position(self) -> Position | None:
-        """The saved position; ``None`` on a first start, or with nowhere to save it."""
+    async def _load_frontier(self) -> Frontier | None:
+        """The saved frontier; ``None`` on a first start, or with nowhere to save it."""
         store = getattr(self, "asset_state_store", None)
         if store is None:  # not run by a triggerer for an asset (or before Airflow 3.3)
             return None
@@ -227,27 +246,30 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
             saved = await store.aget(CHECKPOINT_KEY)
         except ValueError:
             # Several assets watch through this one trigger (same arguments): there is
-            # no single place for its position, and it starts afresh after a restart.
+            # no single place for its frontier, and it starts afresh after a restart.
             await log_off_loop(
                 self, "warning",
-                "several assets share this watcher's trigger: it cannot save its position, "
-                "and events that happen while the triggerer is down will not reach them",
+                "several assets share this watcher's trigger: it cannot save how far it "
+                "got, and events that happen while the triggerer is down will not reach them",
             )  # fmt: skip
             return None
         self._store = store
-        if isinstance(saved, dict) and isinstance(saved.get("position"), list):
-            timestamp, jobid, order = saved["position"]
-            return (float(timestamp), int(jobid), int(order))
+        if isinstance(saved, dict) and "newest" in saved:
+            self._saved = saved
+            return Frontier.from_json(saved)
         return None
 
-    async def _save_positions(self) -> None:
-        """Every second, save the position reached by events handed over long enough ago."""
+    async def _save_frontier(self) -> None:
+        """Every second, save the frontier as it was after the events handed over long
+        enough ago."""
         while True:
             due = None
             horizon = time.monotonic() - CHECKPOINT_DELAY
             while self._handled and self._handled[0][0] <= horizon:
                 due = self._handled.popleft()[1]
-            if self._store is not None and due is not None and due != self._saved:
-                await self._store.aset(CHECKPOINT_KEY, {"position": list(due)})
-                self._saved = due
+            if self._store is not None and self._frontier is not None and due is not None:
+                value = self._frontier.to_json(newest=due, kept_by=horizon)
+                if value != self._saved:
+                    await self._store.aset(CHECKPOINT_KEY, value)
+                    self._saved = value
             await asyncio.sleep(CHECKPOINT_INTERVAL)

@@ -10,9 +10,10 @@ import pytest
 from airflow_provider_flux.aio.instance import SENTINEL_ID, JournalResponse
 from airflow_provider_flux.events import JobEvent
 from airflow_provider_flux.instance_events import (
-    ORIGIN,
+    LATE_EVENT_SECONDS,
     SOURCE_JOB_LIST,
     EventBatch,
+    Frontier,
     InstanceEvent,
     JobInfo,
     JournalReader,
@@ -163,7 +164,6 @@ def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jobs_nam
     assert [(e.jobid, e.event.name) for e in history.events] == [
         (1, "submit"), (2, "submit"), (2, "clean"), (1, "start"),
     ]  # fmt: skip
-    assert history.watermark == (7.0, 1, 0)
     # A job without a name attribute is named after its command, as flux jobs does.
     assert history.events[0].job == JobInfo("sim-app", "q", 1000)
     live = reader.feed(JournalResponse(1, events(("finish", 8.0))))
@@ -177,7 +177,7 @@ def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jobs_nam
 
 def test_an_empty_instance_has_an_empty_history_at_the_origin() -> None:
     history = JournalReader().feed(JournalResponse(SENTINEL_ID))
-    assert history == EventBatch((), history=True, watermark=ORIGIN)
+    assert history == EventBatch((), history=True)
 
 
 # -- the trigger ---------------------------------------------------------------------
@@ -213,8 +213,7 @@ def test_bad_arguments_fail_when_the_dag_is_parsed() -> None:
 
 
 def history(*items: InstanceEvent) -> EventBatch:
-    watermark = max((i.position for i in items), default=ORIGIN)
-    return EventBatch(items, history=True, watermark=watermark)
+    return EventBatch(items, history=True)
 
 
 def test_a_first_start_fires_only_for_what_happens_after_the_history() -> None:
@@ -224,13 +223,41 @@ def test_a_first_start_fires_only_for_what_happens_after_the_history() -> None:
     assert watcher._take(EventBatch((item("start", 2.5, jobid=9), later))) == [later]
 
 
-def test_after_a_restart_the_trigger_fires_for_what_came_after_its_position_once() -> None:
+def test_a_submit_stamped_before_events_that_came_first_still_fires_once() -> None:
+    # job-ingest stamps a submit before the job manager posts it: another job's
+    # events, stamped later, can come first (seen on flux-core 0.88.0).
+    watcher = trigger(events=["submit", "clean"])
+    watcher._take(history())
+    other_clean = item("clean", 10.0, jobid=1)
+    late_submit = item("submit", 9.99, jobid=2)
+    assert watcher._take(EventBatch((other_clean,))) == [other_clean]
+    assert watcher._take(EventBatch((late_submit,))) == [late_submit]
+    # A history read again (a reconnection) repeats both: neither fires again.
+    assert watcher._take(history(late_submit, other_clean)) == []
+
+
+def test_after_a_restart_the_trigger_fires_for_what_it_had_not_seen_once() -> None:
     watcher = trigger()
-    watcher._position = (2.0, 8, 0)
+    handled = item("finish", 2.0, jobid=8)
+    watcher._frontier = Frontier.from_json({"newest": 2.0, "recent": [list(handled.key)]})
     missed = item("finish", 4.0, jobid=10)
-    taken = watcher._take(history(item("finish", 1.0), item("finish", 2.0, jobid=8), missed))
-    assert taken == [missed]
+    late = item("finish", 1.5, jobid=9)  # within the window, and not seen
+    old = item("finish", 2.0 - LATE_EVENT_SECONDS - 1, jobid=7)  # before it: taken as seen
+    assert watcher._take(history(old, late, handled, missed)) == [late, missed]
     # The stream then repeats some of the history: nothing twice.
-    assert watcher._take(EventBatch((missed, item("finish", 5.0, jobid=11)))) == [
-        item("finish", 5.0, jobid=11)
-    ]
+    again = item("finish", 5.0, jobid=11)
+    assert watcher._take(EventBatch((missed, again))) == [again]
+
+
+def test_a_saved_frontier_holds_only_events_handed_over_long_enough_ago() -> None:
+    frontier = Frontier()
+    frontier.advance(item("finish", 1.0, jobid=1), when=10.0)
+    frontier.advance(item("finish", 2.0, jobid=2), when=20.0)
+    frontier.advance(item("start", 3.0, jobid=3), keep=False)
+    assert frontier.to_json(newest=2.0, kept_by=15.0) == {
+        "newest": 2.0,
+        "recent": [[1, "finish", 1.0]],
+    }
+    again = Frontier.from_json(frontier.to_json())
+    assert again.newest == 3.0
+    assert set(again.recent) == {(1, "finish", 1.0), (2, "finish", 2.0)}
