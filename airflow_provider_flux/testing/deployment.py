@@ -246,13 +246,15 @@ class AirflowDeployment(Service):
             raise
         return self
 
-    def start_component(self, component: str) -> None:
-        """Start one component (after :meth:`kill`, to restart it)."""
+    def start_component(self, component: str, env: Mapping[str, str] | None = None) -> None:
+        """Start one component (after :meth:`kill`, to restart it), with ``env`` added
+        to its environment."""
         log = open(self.home / f"{component}.log", "ab")  # noqa: SIM115  # the child owns it
         with log:
             self.processes[component] = subprocess.Popen(
                 [sys.executable, "-m", "airflow", *component.split()],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
 
     def kill(self, component: str, sig: int = signal.SIGKILL) -> None:
@@ -415,6 +417,18 @@ class AirflowDeployment(Service):
         if map_index >= 0:
             path += f"/{map_index}"
         self.api("PATCH", path, json={"new_state": state})
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id``, oldest first."""
+        found: list[dict[str, Any]] = []
+        while True:  # the API gives at most 100 a page
+            answer = self.api(
+                "GET", f"/dags/{dag_id}/dagRuns",
+                params={"limit": 100, "offset": len(found), "order_by": "id"},
+            )  # fmt: skip
+            found += answer["dag_runs"]
+            if not answer["dag_runs"] or len(found) >= answer["total_entries"]:
+                return found
 
     def clear_task(self, dag_id: str, run_id: str, task_id: str) -> None:
         """Clear a task instance, as a user does in the UI: it runs again."""
