@@ -48,6 +48,8 @@ Position = tuple[float, int, int]
 # How much earlier than events that came before it an event may be stamped: a
 # submit waits this long in job-ingest at most, or it may be taken as seen.
 LATE_EVENT_SECONDS = 30.0
+# A history at least this big is sorted in a thread.
+SORT_OFF_LOOP_EVENTS = 20_000
 
 # What job-list is asked for when polling.
 JOB_LIST_ATTRS = (
@@ -198,12 +200,12 @@ class JournalReader:
         self.live = False
 
     def feed(self, response: JournalResponse) -> EventBatch | None:
-        """The batch ``response`` completes, if any."""
+        """The batch ``response`` completes, if any (the history is not sorted yet:
+        :func:`by_timestamp` does it)."""
         if response.is_sentinel:
             self.live = True
-            history = tuple(sorted(self._backlog, key=lambda e: e.position))
-            self._backlog = []
-            return EventBatch(history, history=True)
+            history, self._backlog = self._backlog, []
+            return EventBatch(tuple(history), history=True)
         job = self._job(response)
         events = tuple(InstanceEvent(response.jobid, event, job) for event in response.events)
         if any(event.name == "clean" for event in response.events):
@@ -256,6 +258,19 @@ def job_list_events(entry: Mapping[str, Any]) -> list[InstanceEvent]:
     return events
 
 
+async def by_timestamp(batch: EventBatch) -> EventBatch:
+    """``batch`` with its events sorted by timestamp; a big one (the history of a busy
+    instance) sorted in a thread, so that the loop is not held for long."""
+    if len(batch.events) < SORT_OFF_LOOP_EVENTS:
+        return EventBatch(tuple(sorted(batch.events, key=_position)), batch.history)
+    events = await asyncio.to_thread(sorted, batch.events, key=_position)
+    return EventBatch(tuple(events), batch.history)
+
+
+def _position(item: InstanceEvent) -> Position:
+    return item.position
+
+
 async def _list_job_events(uri: str | None, frontier: Frontier | None) -> list[InstanceEvent]:
     """The events job-list shows of jobs active, or ended within the window before the
     ``frontier`` (all jobs it knows: ``None``), by timestamp."""
@@ -263,7 +278,7 @@ async def _list_job_events(uri: str | None, frontier: Frontier | None) -> list[I
     payload = {"max_entries": 0, "attrs": list(JOB_LIST_ATTRS), "since": since}
     entries = await list_jobs(payload, uri)
     events = [event for entry in entries for event in job_list_events(entry)]
-    return sorted(events, key=lambda e: e.position)
+    return list((await by_timestamp(EventBatch(tuple(events)))).events)
 
 
 async def instance_history(uri: str | None, after: Frontier | None) -> EventBatch:
@@ -275,7 +290,7 @@ async def instance_history(uri: str | None, after: Frontier | None) -> EventBatc
             async for response in responses:
                 batch = reader.feed(response)
                 if batch is not None:
-                    return batch
+                    return await by_timestamp(batch)
     except FluxPermissionError:
         pass
     return EventBatch(tuple(await _list_job_events(uri, after)), history=True)
@@ -321,7 +336,7 @@ async def _journal_batches(uri: str | None) -> AsyncIterator[EventBatch]:
         async for response in responses:
             batch = reader.feed(response)
             if batch is not None:
-                yield batch
+                yield await by_timestamp(batch) if batch.history else batch
 
 
 async def _job_list_batches(uri: str | None, poll_interval: float) -> AsyncIterator[EventBatch]:

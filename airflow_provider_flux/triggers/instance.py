@@ -42,6 +42,8 @@ CHECKPOINT_KEY = "flux_frontier"
 # every second), and an event it had not stored when it stopped is delivered again.
 CHECKPOINT_DELAY = 5.0
 CHECKPOINT_INTERVAL = 1.0
+# Events handled in one go before the loop gets a turn (a few milliseconds' worth).
+EVENTS_PER_TURN = 2000
 
 
 @dataclass
@@ -197,7 +199,7 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
                 await checkpoints
 
     async def _handle(self, batch: EventBatch) -> AsyncIterator[TriggerEvent]:
-        matched = self._take(batch)
+        matched = await self._take(batch)
         assert self._frontier is not None
         if batch.history:
             await log_off_loop(
@@ -211,7 +213,7 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
             self._frontier.recent[item.key] = handed_over
         self._handled.append((handed_over if matched else 0.0, self._frontier.newest))
 
-    def _take(self, batch: EventBatch) -> list[InstanceEvent]:
+    async def _take(self, batch: EventBatch) -> list[InstanceEvent]:
         """The events of ``batch`` this trigger fires for, each once; its frontier moves
         past them.
 
@@ -221,12 +223,16 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
         if self._frontier is None:
             self._frontier = Frontier()
             if batch.history:
-                for item in batch.events:
+                for count, item in enumerate(batch.events, 1):
                     self._frontier.advance(item, keep=self.filter.matches(item))
+                    if count % EVENTS_PER_TURN == 0:
+                        await asyncio.sleep(0)
                 self._frontier.prune()
                 return []
         matched = []
-        for item in batch.events:
+        for count, item in enumerate(batch.events, 1):
+            if count % EVENTS_PER_TURN == 0:
+                await asyncio.sleep(0)  # the history of a big instance: let others run
             if not self._frontier.is_new(item):
                 continue  # seen before: history repeats what a trigger already had
             wanted = self.filter.matches(item)

@@ -17,6 +17,7 @@ from airflow_provider_flux.instance_events import (
     InstanceEvent,
     JobInfo,
     JournalReader,
+    by_timestamp,
     job_list_events,
 )
 from airflow_provider_flux.job_event_filter import JobEventFilter, exit_code
@@ -147,7 +148,7 @@ def events(*names_and_times: tuple[str, float], userid: int = 1000) -> tuple[Job
     )
 
 
-def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jobs_name() -> None:
+async def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jobs_name() -> None:
     reader = JournalReader()
     # The job-manager sends the backlog job by job, in hash order.
     assert (
@@ -158,8 +159,9 @@ def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jobs_nam
         reader.feed(JournalResponse(1, events(("submit", 1.0), ("start", 7.0)), jobspec(None, "q")))
         is None
     )
-    history = reader.feed(JournalResponse(SENTINEL_ID))
-    assert history is not None
+    backlog = reader.feed(JournalResponse(SENTINEL_ID))
+    assert backlog is not None
+    history = await by_timestamp(backlog)
     assert history.history
     assert [(e.jobid, e.event.name) for e in history.events] == [
         (1, "submit"), (2, "submit"), (2, "clean"), (1, "start"),
@@ -216,37 +218,37 @@ def history(*items: InstanceEvent) -> EventBatch:
     return EventBatch(items, history=True)
 
 
-def test_a_first_start_fires_only_for_what_happens_after_the_history() -> None:
+async def test_a_first_start_fires_only_for_what_happens_after_the_history() -> None:
     watcher = trigger(job_name="sim-*")
-    assert watcher._take(history(item("finish", 1.0), item("finish", 2.0, jobid=8))) == []
+    assert await watcher._take(history(item("finish", 1.0), item("finish", 2.0, jobid=8))) == []
     later = item("finish", 3.0, jobid=9)
-    assert watcher._take(EventBatch((item("start", 2.5, jobid=9), later))) == [later]
+    assert await watcher._take(EventBatch((item("start", 2.5, jobid=9), later))) == [later]
 
 
-def test_a_submit_stamped_before_events_that_came_first_still_fires_once() -> None:
+async def test_a_submit_stamped_before_events_that_came_first_still_fires_once() -> None:
     # job-ingest stamps a submit before the job manager posts it: another job's
     # events, stamped later, can come first (seen on flux-core 0.88.0).
     watcher = trigger(events=["submit", "clean"])
-    watcher._take(history())
+    await watcher._take(history())
     other_clean = item("clean", 10.0, jobid=1)
     late_submit = item("submit", 9.99, jobid=2)
-    assert watcher._take(EventBatch((other_clean,))) == [other_clean]
-    assert watcher._take(EventBatch((late_submit,))) == [late_submit]
+    assert await watcher._take(EventBatch((other_clean,))) == [other_clean]
+    assert await watcher._take(EventBatch((late_submit,))) == [late_submit]
     # A history read again (a reconnection) repeats both: neither fires again.
-    assert watcher._take(history(late_submit, other_clean)) == []
+    assert await watcher._take(history(late_submit, other_clean)) == []
 
 
-def test_after_a_restart_the_trigger_fires_for_what_it_had_not_seen_once() -> None:
+async def test_after_a_restart_the_trigger_fires_for_what_it_had_not_seen_once() -> None:
     watcher = trigger()
     handled = item("finish", 2.0, jobid=8)
     watcher._frontier = Frontier.from_json({"newest": 2.0, "recent": [list(handled.key)]})
     missed = item("finish", 4.0, jobid=10)
     late = item("finish", 1.5, jobid=9)  # within the window, and not seen
     old = item("finish", 2.0 - LATE_EVENT_SECONDS - 1, jobid=7)  # before it: taken as seen
-    assert watcher._take(history(old, late, handled, missed)) == [late, missed]
+    assert await watcher._take(history(old, late, handled, missed)) == [late, missed]
     # The stream then repeats some of the history: nothing twice.
     again = item("finish", 5.0, jobid=11)
-    assert watcher._take(EventBatch((missed, again))) == [again]
+    assert await watcher._take(EventBatch((missed, again))) == [again]
 
 
 def test_a_saved_frontier_holds_only_events_handed_over_long_enough_ago() -> None:
