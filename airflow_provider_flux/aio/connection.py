@@ -14,9 +14,10 @@ import errno
 import logging
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from airflow_provider_flux.aio.errors import (
     FluxConnectionError,
@@ -41,44 +42,72 @@ DRAIN_BUDGET_SECONDS = 0.005
 DEFAULT_IDLE_TIMEOUT = 10.0
 
 
-Item = JobEvent | FluxWatchError | None
+T = TypeVar("T")
 
 
-class BrokerStream(Protocol):
-    """A stream of responses the broker serves to one request of a connection."""
+class BrokerStream(ABC, Generic[T]):
+    """Responses the broker serves to one request of a connection, in a queue that
+    :meth:`get` reads: items of type ``T``, then exactly one of ``None`` (the broker
+    ended the stream) or a :class:`FluxWatchError`. A deque and one waiter instead of
+    an ``asyncio.Queue``: thousands of these live at once, and a queue carries an
+    ``Event`` and two deques."""
 
-    open: bool
+    __slots__ = ("_cancelled", "_items", "_waiter", "connection", "open")
 
-    def fail(self, error: FluxWatchError) -> None: ...
-
-    def _error(self, errnum: int, detail: str | None) -> FluxWatchError: ...
-
-    def _over_on_broker(self) -> None: ...
-
-
-S = TypeVar("S", bound=BrokerStream)
-
-
-class EventStream:
-    """One ``flux_job_event_watch`` stream; :meth:`get` returns what it delivered.
-
-    Items are :class:`JobEvent`, then exactly one of ``None`` (the eventlog ended) or
-    a :class:`FluxWatchError`. A deque and one waiter instead of an ``asyncio.Queue``:
-    thousands of these live at once, and a queue carries an ``Event`` and two deques.
-    """
-
-    __slots__ = (
-        "_cancelled", "_future", "_items", "_waiter", "connection", "eventlog", "jobid", "open",
-    )  # fmt: skip
-
-    def __init__(self, connection: FluxConnection, jobid: int, eventlog: str, waitcreate: bool):
+    def __init__(self, connection: FluxConnection) -> None:
         self.connection = connection
-        self.jobid = jobid
-        self.eventlog = eventlog
         self.open = True
         self._cancelled = False
-        self._items: deque[Item] = deque()
+        self._items: deque[T | FluxWatchError | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+
+    def _put(self, item: T | FluxWatchError | None) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> T | FluxWatchError | None:
+        """The next item, or the end of the stream."""
+        while not self._items:
+            self._waiter = self.connection.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    @abstractmethod
+    def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
+        """The typed error for this stream, naming what it watched."""
+
+    def _end(self, outcome: FluxWatchError | None) -> None:
+        """The stream is over on the broker."""
+        self.connection._forget(self)
+        if self.open:
+            self.open = False
+            self._put(outcome)
+
+    def _over_on_broker(self) -> None:
+        """The broker ended the stream: nothing is left to cancel."""
+
+    def fail(self, error: FluxWatchError) -> None:
+        """End the stream with ``error`` (the connection is gone)."""
+        self._over_on_broker()
+        self._end(error)
+
+
+S = TypeVar("S", bound=BrokerStream[Any])
+
+
+class EventStream(BrokerStream[JobEvent]):
+    """One ``flux_job_event_watch`` stream; :meth:`get` returns the events it delivered."""
+
+    __slots__ = ("_future", "eventlog", "jobid")
+
+    def __init__(self, connection: FluxConnection, jobid: int, eventlog: str, waitcreate: bool):
+        super().__init__(connection)
+        self.jobid = jobid
+        self.eventlog = eventlog
         bindings, handle = connection.bindings, connection.handle
         self._future = bindings.event_watch_async(handle, jobid, eventlog, waitcreate=waitcreate)
         self._future.then(self._on_response)
@@ -100,41 +129,14 @@ class EventStream:
         elif not self._cancelled:
             self._put(JobEvent.from_flux(event))
 
-    def _put(self, item: Item) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> Item:
-        """The next event, or the end of the stream."""
-        while not self._items:
-            self._waiter = self.connection.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
-
     def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
         uri = self.connection.uri
         return watch_error(errnum, detail, jobid=self.jobid, eventlog=self.eventlog, uri=uri)
-
-    def _end(self, outcome: FluxWatchError | None) -> None:
-        """The stream is over on the broker."""
-        self.connection._forget(self)
-        if self.open:
-            self.open = False
-            self._put(outcome)
 
     def _over_on_broker(self) -> None:
         # An error response ends a stream on the broker; flux-core's future would
         # otherwise send a cancel from its destructor, into a closed connection.
         self._future.needs_cancel = False
-
-    def fail(self, error: FluxWatchError) -> None:
-        """End the stream with ``error`` (the connection is gone)."""
-        self._over_on_broker()
-        self._end(error)
 
     def cancel(self) -> None:
         """Stop the stream on the broker; it confirms with ENODATA, which ends it here."""
@@ -172,7 +174,7 @@ class FluxConnection:
         self.callbacks = 0
         # Streams the broker still serves: open ones, and cancelled ones whose
         # ENODATA has not arrived (their futures must live until then).
-        self._streams: set[BrokerStream] = set()
+        self._streams: set[BrokerStream[Any]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drain_scheduled = False
         self._reactor = handle.get_reactor()
@@ -233,7 +235,7 @@ class FluxConnection:
         self._schedule_drain()
         return result
 
-    def _forget(self, stream: BrokerStream) -> None:
+    def _forget(self, stream: BrokerStream[Any]) -> None:
         self._streams.discard(stream)
 
     def _schedule_drain(self) -> None:

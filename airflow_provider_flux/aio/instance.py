@@ -10,17 +10,15 @@ what they mean is :mod:`airflow_provider_flux.instance_events`' business.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import logging
 import os
-from collections import deque
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_flux.aio.connection import FluxConnection, acquire, release
+from airflow_provider_flux.aio.connection import BrokerStream, FluxConnection, acquire, release
 from airflow_provider_flux.aio.errors import (
     CONNECTION_ERRNOS,
     FluxConnectionLost,
@@ -70,22 +68,14 @@ def instance_error(errnum: int, detail: str | None, action: str, uri: str | None
     return FluxWatchError(errnum, f"could not {action} on {where}: {detail}", uri=uri)
 
 
-_Item = JournalResponse | FluxWatchError | None
+class ResponseStream(BrokerStream[JournalResponse]):
+    """The journal's streaming RPC on the shared connection; :meth:`get` returns its
+    responses."""
 
-
-class ResponseStream:
-    """A streaming RPC on the shared connection; :meth:`get` returns its responses.
-
-    Items are :class:`JournalResponse`, then exactly one of ``None`` (the broker
-    ended the stream) or a :class:`FluxWatchError`.
-    """
+    __slots__ = ("_future", "_matchtag")
 
     def __init__(self, connection: FluxConnection, payload: Mapping[str, Any]) -> None:
-        self.connection = connection
-        self.open = True
-        self._cancelled = False
-        self._items: deque[_Item] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        super().__init__(connection)
         bindings, handle = connection.bindings, connection.handle
         flags = bindings.constant("RPC_STREAMING")
         self._future = handle.rpc(JOURNAL_TOPIC, dict(payload), 0, flags)
@@ -114,36 +104,8 @@ class ResponseStream:
             return
         self._put(item)
 
-    def _put(self, item: _Item) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self) -> _Item:
-        """The next response, or the end of the stream."""
-        while not self._items:
-            self._waiter = self.connection.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
-
     def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
         return instance_error(errnum, detail, "read the job-manager journal", self.connection.uri)
-
-    def _end(self, outcome: FluxWatchError | None) -> None:
-        self.connection._forget(self)
-        if self.open:
-            self.open = False
-            self._put(outcome)
-
-    def _over_on_broker(self) -> None:
-        """Nothing to release: a raw RPC future sends no cancel of its own."""
-
-    def fail(self, error: FluxWatchError) -> None:
-        """End the stream with ``error`` (the connection is gone)."""
-        self._end(error)
 
     def cancel(self) -> None:
         """Stop the stream on the broker; it confirms with ENODATA, which ends it here."""
