@@ -77,8 +77,9 @@ def test_a_trigger_re_created_after_a_triggerer_crash_goes_on_where_it_was(
 def test_output_past_the_limit_is_counted_not_logged(deployment: Deployment, kind: str) -> None:
     airflow, dag_id = deployment.airflow, f"big_output_{kind}"
     run_id = airflow.trigger(dag_id)
-    assert airflow.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    state = airflow.wait_for_run(dag_id, run_id, timeout=300)
     log = airflow.task_log(dag_id, run_id, "run", 1)
+    assert state == "success", log[-4000:]
     assert "output_limit=100000 bytes reached; the rest is counted, not shown" in log
     match = re.search(r"(\d+) bytes not shown \(output_limit=100000 bytes; (\d+) shown\)", log)
     assert match, "the log says how much was cut"
