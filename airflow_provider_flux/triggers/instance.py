@@ -207,11 +207,10 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
                 len(batch.events), batch.events[0].source if batch.events else "instance",
                 self._frontier.newest,
             )  # fmt: skip
-        handed_over = time.monotonic()
         for item in matched:
             yield TriggerEvent(item.to_payload())
-            self._frontier.recent[item.key] = handed_over
-        self._handled.append((handed_over if matched else 0.0, self._frontier.newest))
+            self._frontier.recent[item.key] = time.monotonic()  # the triggerer has it
+        self._handled.append((time.monotonic() if matched else 0.0, self._frontier.newest))
 
     async def _take(self, batch: EventBatch) -> list[InstanceEvent]:
         """The events of ``batch`` this trigger fires for, each once; its frontier moves
