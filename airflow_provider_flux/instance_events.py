@@ -56,8 +56,8 @@ JOB_LIST_ATTRS = (
     "userid", "name", "queue", "state", "t_submit", "t_run", "t_cleanup", "t_inactive",
     "waitstatus", "exception_occurred", "exception_type", "exception_severity", "exception_note",
 )  # fmt: skip
-# A lost connection is retried without end, waiting at most this long in between.
-RECONNECT = Reconnect(attempts=1_000_000, initial_delay=0.5, max_delay=30.0)
+# A lost connection is retried without end; this says how long to wait in between.
+RECONNECT = Reconnect(initial_delay=0.5, max_delay=30.0)
 
 
 @dataclass(frozen=True)

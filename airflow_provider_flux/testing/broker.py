@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_flux.jobspec import job_name
 from airflow_provider_flux.testing import protocol
 from airflow_provider_flux.testing.protocol import Message
 from airflow_provider_flux.testing.scenarios import DEFAULT_SCENARIO, load_scenario
@@ -145,15 +146,6 @@ def scenario_jobspec(scenario: str) -> dict[str, Any]:
         "attributes": {"system": {"duration": 0, "job": {"name": scenario}}},
         "version": 1,
     }  # fmt: skip
-
-
-def job_name(jobspec: dict[str, Any]) -> str | None:
-    """job-list's name of a job: ``attributes.system.job.name``, else the basename of
-    its first task's command."""
-    name = jobspec["attributes"].get("system", {}).get("job", {}).get("name")
-    if name is None and jobspec["tasks"]:
-        return str(jobspec["tasks"][0]["command"][0]).rsplit("/", 1)[-1]
-    return None if name is None else str(name)
 
 
 def job_info(job: Job) -> dict[str, Any]:
