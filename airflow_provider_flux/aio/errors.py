@@ -89,3 +89,15 @@ def watch_error(
         cls = FluxWatchError
         message = f"watching eventlog {eventlog!r} of job {job} on {where} failed: {detail}"
     return cls(errnum, message, jobid=jobid, eventlog=eventlog, uri=uri)
+
+
+def instance_error(errnum: int, detail: str | None, action: str, uri: str | None) -> FluxWatchError:
+    """The typed error for a failed instance-wide request (``action``: what it did)."""
+    where = describe_instance(uri)
+    detail = detail or os.strerror(errnum)
+    if errnum == errno.EPERM:
+        return FluxPermissionError(errnum, f"not allowed to {action} on {where}: {detail}", uri=uri)
+    if errnum in CONNECTION_ERRNOS:
+        message = f"lost the connection to {where} while trying to {action}: {detail}"
+        return FluxConnectionLost(errnum, message, uri=uri)
+    return FluxWatchError(errnum, f"could not {action} on {where}: {detail}", uri=uri)

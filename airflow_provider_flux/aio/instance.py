@@ -11,21 +11,13 @@ what they mean is :mod:`airflow_provider_flux.instance_events`' business.
 from __future__ import annotations
 
 import errno
-import json
 import logging
-import os
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_flux.aio.connection import BrokerStream, FluxConnection, acquire, release
-from airflow_provider_flux.aio.errors import (
-    CONNECTION_ERRNOS,
-    FluxConnectionLost,
-    FluxPermissionError,
-    FluxWatchError,
-    describe_instance,
-)
+from airflow_provider_flux.aio.errors import FluxWatchError, instance_error
 from airflow_provider_flux.events import JobEvent
 
 log = logging.getLogger(__name__)
@@ -54,18 +46,6 @@ class JournalResponse:
     def is_sentinel(self) -> bool:
         """The backlog is over: what follows happens now."""
         return self.jobid == SENTINEL_ID
-
-
-def instance_error(errnum: int, detail: str | None, action: str, uri: str | None) -> FluxWatchError:
-    """The typed error for a failed instance-wide request (``action``: what it did)."""
-    where = describe_instance(uri)
-    detail = detail or os.strerror(errnum)
-    if errnum == errno.EPERM:
-        return FluxPermissionError(errnum, f"not allowed to {action} on {where}: {detail}", uri=uri)
-    if errnum in CONNECTION_ERRNOS:
-        message = f"lost the connection to {where} while trying to {action}: {detail}"
-        return FluxConnectionLost(errnum, message, uri=uri)
-    return FluxWatchError(errnum, f"could not {action} on {where}: {detail}", uri=uri)
 
 
 class ResponseStream(BrokerStream[JournalResponse]):
@@ -128,11 +108,8 @@ class ResponseStream(BrokerStream[JournalResponse]):
 
 
 def _journal_response(response: Mapping[str, Any]) -> JournalResponse:
-    jobspec = response.get("jobspec")
-    if isinstance(jobspec, str):  # some versions send the jobspec as encoded JSON
-        jobspec = json.loads(jobspec)
     events = tuple(JobEvent.from_flux(entry) for entry in response["events"])
-    return JournalResponse(int(response["id"]), events, jobspec)
+    return JournalResponse(int(response["id"]), events, response.get("jobspec"))
 
 
 async def journal(uri: str | None = None, *, full: bool = True) -> AsyncGenerator[JournalResponse]:
