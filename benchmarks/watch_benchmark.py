@@ -4,8 +4,9 @@ For N concurrent watches (spread over a set of held jobs) it measures, for the
 engine (one shared handle per loop, driven by the poll fd) and for the naive
 design (one ``asyncio.to_thread(flux.job.event_wait)`` per watch, each with its own
 handle): threads, RSS per watch, CPU per delivered event, event-to-consumer
-latency (p50/p99), events per second and wall time. With real Flux it also times
-``flux job wait-event`` for the same events, the latency target's reference.
+latency (p50/p99), events per second, wall time and the longest loop hold. With
+real Flux it also times ``flux job wait-event`` for the same events, the latency
+target's reference.
 
 Run: ``scripts/benchmark`` (options: ``--sizes``, ``--instances``, ``--jobs``).
 """
@@ -52,6 +53,48 @@ class Result:
     latency_p99_ms: float
     events_per_s: float
     wall_s: float
+    longest_hold_ms: float | None
+
+
+# The heartbeat that measures loop holds: a timer due every millisecond.
+HEARTBEAT_SECONDS = 0.001
+
+
+class Heartbeat:
+    """The longest a timer due every millisecond waited beyond its period: how long
+    the loop was held in one go, as any other trigger of a triggerer would see it."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._last: float | None = None
+
+    def beat(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.longest = max(self.longest, now - self._last - HEARTBEAT_SECONDS)
+        self._last = now
+
+    @property
+    def longest_ms(self) -> float:
+        return self.longest * 1e3
+
+
+def asyncio_heartbeat(loop: asyncio.AbstractEventLoop) -> tuple[Heartbeat, Callable[[], None]]:
+    """A heartbeat on ``loop``, and the function that stops it."""
+    heartbeat = Heartbeat()
+    timer: asyncio.TimerHandle | None = None
+
+    def beat() -> None:
+        nonlocal timer
+        heartbeat.beat()
+        timer = loop.call_later(HEARTBEAT_SECONDS, beat)
+
+    def stop() -> None:
+        if timer is not None:
+            timer.cancel()
+
+    beat()
+    return heartbeat, stop
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -136,13 +179,15 @@ async def engine(instance: Instance, jobs: list[int], n: int) -> tuple[Result, d
     open_on_broker = await asyncio.to_thread(instance.watchers)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     released = True
+    heartbeat, stop_heartbeat = asyncio_heartbeat(asyncio.get_running_loop())
     await off_executor(lambda: instance.release(jobs))
     await asyncio.gather(*tasks)
+    stop_heartbeat()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     result = Result(
         "engine", instance.kind, n, open_on_broker, threads, rss / n / 1024, cpu / delivered * 1e6,
         percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3,
-        delivered / wall, wall,
+        delivered / wall, wall, heartbeat.longest_ms,
     )  # fmt: skip
     return result, clean_latency
 
@@ -179,7 +224,7 @@ async def naive(instance: Instance, jobs: list[int], n: int) -> Result:
         "naive to_thread(event_wait)", instance.kind, n, open_on_broker, threads,
         rss / n / 1024,
         cpu / delivered * 1e6, percentile(latencies, 0.5) * 1e3,
-        percentile(latencies, 0.99) * 1e3, delivered / wall, wall,
+        percentile(latencies, 0.99) * 1e3, delivered / wall, wall, None,
     )  # fmt: skip
 
 
@@ -216,6 +261,7 @@ def bindings_floor(instance: Instance, jobs: list[int], n: int) -> Result:
     open_on_broker = instance.watchers()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     released = True
+    heartbeat = reactor_heartbeat(instance, handle)
     releaser = threading.Thread(target=instance.release, args=(jobs,))
     releaser.start()
     handle.reactor_run()
@@ -226,7 +272,23 @@ def bindings_floor(instance: Instance, jobs: list[int], n: int) -> Result:
         "bindings alone (flux reactor)", instance.kind, n, open_on_broker, threads,
         rss / n / 1024, cpu / delivered * 1e6, percentile(latencies, 0.5) * 1e3,
         percentile(latencies, 0.99) * 1e3, delivered / wall, wall,
+        None if heartbeat is None else heartbeat.longest_ms,
     )  # fmt: skip
+
+
+def reactor_heartbeat(instance: Instance, handle: Any) -> Heartbeat | None:
+    """A heartbeat in flux's own reactor (a repeating timer watcher), stopped with the
+    last watch: ``None`` on the simulator, whose bindings have no timer watchers."""
+    if instance.bindings.simulated:
+        return None
+    heartbeat = Heartbeat()
+    timer = handle.timer_watcher_create(
+        HEARTBEAT_SECONDS, lambda *_: heartbeat.beat(), repeat=HEARTBEAT_SECONDS
+    )
+    # Unreferenced: the reactor still ends when the last watch does.
+    timer.start().unref()
+    heartbeat.beat()
+    return heartbeat
 
 
 def wait_event_latency(instance: Instance, jobs: list[int]) -> list[float]:
