@@ -7,6 +7,7 @@ touches Flux through :class:`FluxBindings`, so both are driven by the same code.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable
@@ -69,15 +70,29 @@ class FluxBindings:
         (``flux_get_msgcounters``: requests, responses, events and control)."""
         if self.simulated:
             return handle.received_messages  # type: ignore[no-any-return]
-        ffi = importlib.import_module(f"{self.flux.__name__}.core.inner").ffi
+        ffi, lib = self.c_api()
         counters = ffi.new("flux_msgcounters_t *")
+        get_counters, pointer = lib.flux_get_msgcounters, handle.handle
 
         def received() -> int:
-            handle.flux_get_msgcounters(counters)
+            get_counters(pointer, counters)
             c = counters[0]
             return int(c.request_rx + c.response_rx + c.event_rx + c.control_rx)
 
         return received
+
+    def poll_events(self, handle: Any) -> Callable[[], int]:
+        """A function that returns ``handle``'s poll events (``flux_pollevents``)."""
+        if self.simulated:
+            return handle.pollevents  # type: ignore[no-any-return]
+        _, lib = self.c_api()
+        return functools.partial(lib.flux_pollevents, handle.handle)
+
+    def c_api(self) -> tuple[Any, Any]:
+        """The cffi ``ffi`` and ``lib`` of flux-core's bindings: its C API, called
+        directly (the bindings' wrappers check every call, at several µs each)."""
+        inner = importlib.import_module(f"{self.flux.__name__}.core.inner")
+        return inner.ffi, inner.lib
 
     def rpc_matchtag(self, future: Any) -> int:
         """The matchtag of an RPC future: what a ``*-cancel`` request names."""

@@ -2,20 +2,20 @@
 
 flux-core hands external event loops ``h.pollfd()``: a descriptor that becomes
 readable when the handle has work. It is edge-triggered, so each wake-up runs the
-reactor with ``FLUX_REACTOR_NOWAIT`` until ``h.pollevents()`` no longer reports
-``FLUX_POLLIN``. Every callback then runs in the loop's thread, which is the only
-thread that ever touches the handle.
+reactor until it has nothing left to do (see :meth:`FluxConnection._drain`).
+Every callback then runs in the loop's thread, which is the only thread that ever
+touches the handle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import logging
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -26,16 +26,14 @@ from airflow_provider_flux.aio.errors import (
     describe_instance,
     watch_error,
 )
+from airflow_provider_flux.aio.event_watch import event_watches
 from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
 from airflow_provider_flux.events import JobEvent
 
 log = logging.getLogger(__name__)
 
-# Reactor runs per wake-up before yielding to the loop, so a burst of events
-# never holds the loop for long.
-MAX_REACTOR_RUNS_PER_WAKEUP = 64
-# ... nor for longer than this: on a busy machine (a triggerer next to a scheduler
-# and workers, in a burst) each run can take milliseconds of wall time.
+# How long one drain may run the reactor before it yields to the loop, so that a
+# burst of events never holds the loop (a triggerer's other triggers) for long.
 DRAIN_BUDGET_SECONDS = 0.005
 
 # How long a connection with no watches stays open for the next one.
@@ -45,36 +43,62 @@ DEFAULT_IDLE_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
+class Empty(enum.Enum):
+    """What :meth:`BrokerStream.next_item` returns when no item has arrived."""
+
+    EMPTY = enum.auto()
+
+
+EMPTY = Empty.EMPTY
+
+
 class BrokerStream(ABC, Generic[T]):
     """Responses the broker serves to one request of a connection, in a queue that
     :meth:`get` reads: items of type ``T``, then exactly one of ``None`` (the broker
-    ended the stream) or a :class:`FluxWatchError`. A deque and one waiter instead of
-    an ``asyncio.Queue``: thousands of these live at once, and a queue carries an
-    ``Event`` and two deques."""
+    ended the stream) or a :class:`FluxWatchError`. A list read from ``_head`` and
+    one waiter instead of an ``asyncio.Queue`` (an ``Event`` and two deques) or a
+    deque (a 64-item block): thousands of these live at once, mostly empty."""
 
-    __slots__ = ("_cancelled", "_items", "_waiter", "connection", "open")
+    __slots__ = ("_cancelled", "_head", "_items", "_waiter", "connection", "open")
 
     def __init__(self, connection: FluxConnection) -> None:
         self.connection = connection
         self.open = True
         self._cancelled = False
-        self._items: deque[T | FluxWatchError | None] = deque()
+        self._items: list[T | FluxWatchError | None] = []
+        self._head = 0
         self._waiter: asyncio.Future[None] | None = None
 
     def _put(self, item: T | FluxWatchError | None) -> None:
         self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+            self._waiter = None
+
+    def next_item(self) -> T | FluxWatchError | Empty | None:
+        """The next item if one has arrived, else :data:`EMPTY` (then await :meth:`arrival`)."""
+        if self._head == len(self._items):
+            return EMPTY
+        item = self._items[self._head]
+        self._head += 1
+        if self._head == len(self._items):
+            self._items.clear()
+            self._head = 0
+        return item
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when the next item arrives (a plain future, not a coroutine:
+        thousands of readers wait at once)."""
+        if self._waiter is None or self._waiter.done():  # done: its reader was cancelled
+            self._waiter = self.connection.loop.create_future()
+        return self._waiter
 
     async def get(self) -> T | FluxWatchError | None:
         """The next item, or the end of the stream."""
-        while not self._items:
-            self._waiter = self.connection.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.popleft()
+        while (item := self.next_item()) is EMPTY:
+            await self.arrival()
+        return item
 
     @abstractmethod
     def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
@@ -108,17 +132,14 @@ class EventStream(BrokerStream[JobEvent]):
         super().__init__(connection)
         self.jobid = jobid
         self.eventlog = eventlog
-        bindings, handle = connection.bindings, connection.handle
-        self._future = bindings.event_watch_async(handle, jobid, eventlog, waitcreate=waitcreate)
-        self._future.then(self._on_response)
+        self._future: Any = connection.event_watches.start(jobid, eventlog, waitcreate, self)
 
-    def _on_response(self, future: Any) -> None:
+    def on_response(self) -> None:
         # Runs inside the reactor: must not raise, or flux-core stops the reactor.
         self.connection.callbacks += 1
         try:
-            event = future.get_event()
+            event = self.connection.event_watches.get(self._future)
         except OSError as err:
-            self._over_on_broker()
             self._end(self._error(err.errno or errno.EPROTO, err.strerror))
             return
         except Exception as err:  # a malformed response must not break the other watches
@@ -127,16 +148,22 @@ class EventStream(BrokerStream[JobEvent]):
         if event is None:
             self._end(None)
         elif not self._cancelled:
-            self._put(JobEvent.from_flux(event))
+            self._put(event)
 
     def _error(self, errnum: int, detail: str | None) -> FluxWatchError:
         uri = self.connection.uri
         return watch_error(errnum, detail, jobid=self.jobid, eventlog=self.eventlog, uri=uri)
 
+    def _end(self, outcome: FluxWatchError | None) -> None:
+        self._over_on_broker()
+        super()._end(outcome)
+
     def _over_on_broker(self) -> None:
-        # An error response ends a stream on the broker; flux-core's future would
-        # otherwise send a cancel from its destructor, into a closed connection.
-        self._future.needs_cancel = False
+        # Nothing more comes for the future (an error response, ENODATA, or a lost
+        # connection ends a stream on the broker): free it, sending nothing.
+        if self._future is not None:
+            self.connection.event_watches.destroy(self._future)
+            self._future = None
 
     def cancel(self) -> None:
         """Stop the stream on the broker; it confirms with ENODATA, which ends it here."""
@@ -145,7 +172,7 @@ class EventStream(BrokerStream[JobEvent]):
         self.open = False
         self._cancelled = True
         try:
-            self._future.cancel()
+            self.connection.event_watches.cancel(self._future)
         except OSError as err:
             # The connection is gone, and the broker drops a lost client's watches.
             log.debug("cancel of watch on job %s failed: %s", self.jobid, err)
@@ -177,11 +204,21 @@ class FluxConnection:
         self._streams: set[BrokerStream[Any]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drain_scheduled = False
+        self.event_watches = event_watches(bindings, handle)
         self._reactor = handle.get_reactor()
         self._received = bindings.received_messages(handle)
+        self._pollevents = bindings.poll_events(handle)
         self._pollin = bindings.constant("POLLIN")
         self._pollerr = bindings.constant("POLLERR")
-        self._nowait = bindings.constant("REACTOR_NOWAIT")
+        # While a drain runs the reactor: the idle watcher keeps each iteration from
+        # blocking, and the check watcher, called once per iteration, stops the run
+        # when it is quiet (see _drain).
+        self._no_blocking = handle.idle_watcher_create()
+        self._quiet_check = handle.check_watcher_create(self._after_iteration)
+        self._deadline = 0.0
+        self._quiet_iterations = 0
+        self._seen_callbacks = 0
+        self._seen_received = 0
         self._fd = handle.pollfd()
         loop.add_reader(self._fd, self._drain)
 
@@ -246,30 +283,42 @@ class FluxConnection:
     def _drain(self) -> None:
         """Run the reactor until it has nothing left to do right now.
 
-        The poll fd and ``FLUX_POLLIN`` only tell about messages not yet received. A
-        run that receives a message fulfils its future, but calls it back only on the
-        *next* run, and a streaming future that a callback resets while its next
-        response is already in is also called back on the next run (flux-core
-        0.88.0); neither shows on the fd, whose edge is spent by then. So a run is
-        quiet only if it received no message and made no callback, and the drain
-        stops after two quiet runs in a row with no message waiting (two: a future
-        chained inside the bindings is fulfilled by a callback not counted here).
+        The poll fd and ``FLUX_POLLIN`` only tell about messages not yet received. An
+        iteration of the reactor that receives a message fulfils its future, but calls
+        it back only in the *next* iteration, and a streaming future that a callback
+        resets while its next response is already in is also called back in the next
+        one (flux-core 0.88.0); neither shows on the fd, whose edge is spent by then.
+        So an iteration is quiet only if it received no message, made no callback and
+        leaves no message waiting, and a run of the reactor stops after two quiet
+        iterations in a row (two: a future chained inside the bindings is fulfilled by
+        a callback not counted here). Its check watcher applies that rule inside
+        flux-core's own loop, which dispatches many messages per run. A run is quiet if
+        it received no message and made no callback, and the drain stops after two
+        quiet runs in a row, or when its time is up (it then goes on from the loop).
         """
         self._drain_scheduled = False
         if self.closed:
             return
         quiet_runs = 0
+        self._deadline = time.perf_counter() + DRAIN_BUDGET_SECONDS
         received = self._received()
-        deadline = time.perf_counter() + DRAIN_BUDGET_SECONDS
-        for _ in range(MAX_REACTOR_RUNS_PER_WAKEUP):
+        while True:
             callbacks, received_before = self.callbacks, received
+            self._seen_callbacks, self._seen_received = callbacks, received
+            self._quiet_iterations = 0
+            self._no_blocking.start()
+            self._quiet_check.start()
             try:
                 with self.handle.in_reactor():
-                    rc = self.handle.flux_reactor_run(self._reactor, self._nowait)
-                events = self.handle.pollevents()
+                    rc = self.handle.flux_reactor_run(self._reactor, 0)
+                events = self._pollevents()
             except OSError as err:
                 self._lose(err.errno or errno.ECONNRESET, err.strerror)
                 return
+            finally:
+                if not self.closed:
+                    self._no_blocking.stop()
+                    self._quiet_check.stop()
             if rc < 0 or events & self._pollerr:
                 self._lose(errno.ECONNRESET, "the broker closed the connection")
                 return
@@ -282,9 +331,27 @@ class FluxConnection:
             quiet_runs = quiet_runs + 1 if quiet else 0
             if quiet_runs == 2:
                 return
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > self._deadline:
                 break
         self._schedule_drain()
+
+    def _after_iteration(self, *_: Any) -> None:
+        """A check watcher's callback (once per reactor iteration): stop the run when
+        two iterations in a row were quiet, the connection failed, or time is up."""
+        received, events = self._received(), self._pollevents()
+        quiet = (
+            not events & self._pollin
+            and self.callbacks == self._seen_callbacks
+            and received == self._seen_received
+        )
+        self._seen_callbacks, self._seen_received = self.callbacks, received
+        self._quiet_iterations = self._quiet_iterations + 1 if quiet else 0
+        if (
+            self._quiet_iterations == 2
+            or events & self._pollerr
+            or time.perf_counter() > self._deadline
+        ):
+            self.handle.reactor_stop(self._reactor)
 
     def _lose(self, errnum: int, detail: str | None) -> None:
         """The broker is gone: fail every watch, and let the next one reconnect."""
@@ -306,7 +373,13 @@ class FluxConnection:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         _registry_discard(self)
+        # Futures and watchers go before the handle they were made on.
+        for stream in self._streams:
+            stream._over_on_broker()
         self._streams.clear()
+        for watcher in (self._no_blocking, self._quiet_check):
+            watcher.stop()
+            watcher.destroy()
         self.handle = None
 
     def _retain(self) -> None:

@@ -6,10 +6,9 @@ import asyncio
 import errno
 import logging
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass
 
-from airflow_provider_flux.aio.connection import acquire, release
+from airflow_provider_flux.aio.connection import EMPTY, acquire, release
 from airflow_provider_flux.aio.errors import (
     FluxConnectionError,
     FluxConnectionLost,
@@ -66,19 +65,40 @@ async def watch(
     :raises FluxWatchError: or a subclass, naming the job, eventlog and instance.
     """
     job = parse_jobid(jobid)
+    # What a new stream replays and must skip: ``delivered`` events, the last of
+    # them unchanged (one generator, no inner one: thousands of watches live at once).
     delivered = 0
     last: JobEvent | None = None
     attempt = 0
     while True:
+        connection = stream = None
         try:
-            replay = _watch_once(job, eventlog, uri, waitcreate, delivered, last)
-            async with aclosing(replay) as events:
-                async for event in events:
-                    delivered += 1
-                    last = event
-                    attempt = 0
-                    yield event
-            return
+            connection = await acquire(uri)
+            stream = connection.start_stream(job, eventlog, waitcreate)
+            seen = 0
+            while True:
+                item = stream.next_item()
+                if item is EMPTY:
+                    await stream.arrival()
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, FluxWatchError):
+                    raise item
+                seen += 1
+                if seen <= delivered:
+                    if seen == delivered and item != last:
+                        raise FluxWatchError(
+                            errno.EPROTO,
+                            f"eventlog {eventlog!r} of job {format_jobid(job)} on "
+                            f"{describe_instance(uri)} changed while reconnecting",
+                            jobid=job, eventlog=eventlog, uri=uri,
+                        )  # fmt: skip
+                    continue
+                delivered = seen
+                last = item if reconnect.attempts else None
+                attempt = 0
+                yield item
         except (FluxConnectionLost, FluxConnectionError) as err:
             attempt += 1
             if attempt > reconnect.attempts:
@@ -88,45 +108,12 @@ async def watch(
                 "%s; watching job %s again in %.1fs (attempt %d of %d)",
                 err.strerror, format_jobid(job), delay, attempt, reconnect.attempts,
             )  # fmt: skip
-            await asyncio.sleep(delay)
-
-
-async def _watch_once(
-    jobid: int,
-    eventlog: str,
-    uri: str | None,
-    waitcreate: bool,
-    delivered: int,
-    last: JobEvent | None,
-) -> AsyncGenerator[JobEvent, None]:
-    """One stream; its first ``delivered`` events replay those already given and are
-    skipped (the last of them, ``last``, must come back unchanged)."""
-    connection = await acquire(uri)
-    stream = None
-    try:
-        stream = connection.start_stream(jobid, eventlog, waitcreate)
-        seen = 0
-        while True:
-            item = await stream.get()
-            if item is None:
-                return
-            if isinstance(item, FluxWatchError):
-                raise item
-            seen += 1
-            if seen <= delivered:
-                if seen == delivered and item != last:
-                    raise FluxWatchError(
-                        errno.EPROTO,
-                        f"eventlog {eventlog!r} of job {format_jobid(jobid)} on "
-                        f"{describe_instance(uri)} changed while reconnecting",
-                        jobid=jobid, eventlog=eventlog, uri=uri,
-                    )  # fmt: skip
-                continue
-            yield item
-    finally:
-        if stream is not None:
-            stream.cancel()
-        release(connection)
+        finally:
+            if stream is not None:
+                stream.cancel()
+            if connection is not None:
+                release(connection)
+        await asyncio.sleep(delay)
 
 
 async def cancel_job(

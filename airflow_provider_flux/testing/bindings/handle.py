@@ -1,8 +1,9 @@
 """``Flux`` handles and futures of the simulated instance.
 
 They behave like flux-core's where the provider relies on it: one socket per
-handle, a ``pollfd()`` that becomes readable when responses wait, a reactor run
-with ``FLUX_REACTOR_NOWAIT`` that dispatches what has arrived, streaming futures
+handle, a ``pollfd()`` that becomes readable when responses wait, reactor runs
+whose iterations dispatch one message each (with check and idle watchers to stop
+a run when it is quiet and to keep it from waiting), streaming futures
 whose ``then`` callback runs once per response, and blocking ``get()`` outside
 callbacks. A handle belongs to one thread, as in flux-core.
 
@@ -156,6 +157,33 @@ class Future:
         return self._current().get("payload")
 
 
+class Watcher:
+    """A check or idle watcher of the reactor, as flux-core's bindings make them."""
+
+    def __init__(
+        self, handle: Flux, kind: str, callback: Callable[..., Any] | None, args: Any
+    ) -> None:
+        self.kind = kind
+        self.callback = callback
+        self.args = args
+        self.started = False
+        self._handle: Flux | None = handle
+        handle._watchers.append(self)
+
+    def start(self) -> Watcher:
+        self.started = True
+        return self
+
+    def stop(self) -> Watcher:
+        self.started = False
+        return self
+
+    def destroy(self) -> None:
+        if self._handle is not None:
+            self._handle._watchers.remove(self)
+            self._handle = None
+
+
 class Flux:
     """A handle on a simulated instance: ``Flux("sim:///path/to/socket")``."""
 
@@ -182,6 +210,7 @@ class Flux:
         self._ready: deque[Future] = deque()
         self._lost: OSError | None = None
         self._stop_requested = False
+        self._watchers: list[Watcher] = []
         self._cred = testing_credentials()
 
     def __del__(self) -> None:
@@ -274,24 +303,41 @@ class Flux:
         """Run the reactor; with ``FLUX_REACTOR_NOWAIT``, one iteration.
 
         Each iteration is timed as flux-core's: it calls back the futures fulfilled
-        by earlier iterations, and receives at most one message, whose future is
-        called back on the next iteration.
+        by earlier iterations, receives at most one message, whose future is called
+        back on the next iteration, then calls the started check watchers. Without
+        ``NOWAIT`` it iterates until :meth:`reactor_stop` or until nothing could call
+        back, waiting for messages unless an idle watcher is started.
         """
-        if flags & FLUX_REACTOR_NOWAIT:
-            self._iterate()
-            return -1 if self._lost is not None else len(self._futures)
         self._stop_requested = False
-        while not self._stop_requested and self._has_callbacks_to_make():
-            if not self._iterate() and not self._stop_requested:
+        while True:
+            worked = self._iterate()
+            for check in [w for w in self._watchers if w.kind == "check" and w.started]:
+                assert check.callback is not None
+                check.callback(self, check, 0, check.args)
+            if flags & FLUX_REACTOR_NOWAIT or self._stop_requested or self._lost is not None:
+                break
+            spinning = any(w.kind == "idle" and w.started for w in self._watchers)
+            if not spinning and not self._has_callbacks_to_make():
+                break
+            if not worked and not spinning:
                 self._read(block=True)
-        return 0
+        return -1 if self._lost is not None else len(self._futures)
 
     def reactor_run(self, reactor: Any = None, flags: int = 0) -> int:
         return self.flux_reactor_run(reactor, flags)
 
     def reactor_stop(self, reactor: Any = None) -> None:
-        """Make a blocking reactor run return after the current callback."""
+        """Make a reactor run return after the current iteration."""
         self._stop_requested = True
+
+    def check_watcher_create(self, callback: Callable[..., Any], args: Any = None) -> Watcher:
+        """A watcher whose ``callback(handle, watcher, revents, args)`` runs after
+        every iteration while it is started."""
+        return Watcher(self, "check", callback, args)
+
+    def idle_watcher_create(self) -> Watcher:
+        """A watcher that keeps the reactor's iterations from waiting while started."""
+        return Watcher(self, "idle", None, None)
 
     def _has_callbacks_to_make(self) -> bool:
         """A callback is due, or a future with one still waits for responses."""
