@@ -33,8 +33,11 @@ from airflow_provider_flux.events import JobEvent
 log = logging.getLogger(__name__)
 
 # How long one drain may run the reactor before it yields to the loop, so that a
-# burst of events never holds the loop (a triggerer's other triggers) for long.
-DRAIN_BUDGET_SECONDS = 0.005
+# burst of events never holds the loop (a triggerer's other triggers) for long ...
+DRAIN_BUDGET_SECONDS = 0.002
+# ... and how many callbacks it may make: each wakes a reader, and the loop runs
+# every reader woken by one drain in its next iteration, at some 20 µs each.
+DRAIN_CALLBACKS = 128
 
 # How long a connection with no watches stays open for the next one.
 DEFAULT_IDLE_TIMEOUT = 10.0
@@ -216,6 +219,7 @@ class FluxConnection:
         self._no_blocking = handle.idle_watcher_create()
         self._quiet_check = handle.check_watcher_create(self._after_iteration)
         self._deadline = 0.0
+        self._callback_limit = 0
         self._quiet_iterations = 0
         self._seen_callbacks = 0
         self._seen_received = 0
@@ -289,18 +293,19 @@ class FluxConnection:
         resets while its next response is already in is also called back in the next
         one (flux-core 0.88.0); neither shows on the fd, whose edge is spent by then.
         So an iteration is quiet only if it received no message, made no callback and
-        leaves no message waiting, and a run of the reactor stops after two quiet
+        left no message waiting. Each run of the reactor goes on in flux-core's own
+        loop, one message per iteration, until its check watcher sees two quiet
         iterations in a row (two: a future chained inside the bindings is fulfilled by
-        a callback not counted here). Its check watcher applies that rule inside
-        flux-core's own loop, which dispatches many messages per run. A run is quiet if
-        it received no message and made no callback, and the drain stops after two
-        quiet runs in a row, or when its time is up (it then goes on from the loop).
+        a callback not counted here). The drain runs the reactor until two runs in a
+        row are quiet by the same rule, or until its budget is spent (then it goes on
+        from the loop, after the readers it woke).
         """
         self._drain_scheduled = False
         if self.closed:
             return
         quiet_runs = 0
         self._deadline = time.perf_counter() + DRAIN_BUDGET_SECONDS
+        self._callback_limit = self.callbacks + DRAIN_CALLBACKS
         received = self._received()
         while True:
             callbacks, received_before = self.callbacks, received
@@ -331,7 +336,7 @@ class FluxConnection:
             quiet_runs = quiet_runs + 1 if quiet else 0
             if quiet_runs == 2:
                 return
-            if time.perf_counter() > self._deadline:
+            if self._over_budget():
                 break
         self._schedule_drain()
 
@@ -346,12 +351,11 @@ class FluxConnection:
         )
         self._seen_callbacks, self._seen_received = self.callbacks, received
         self._quiet_iterations = self._quiet_iterations + 1 if quiet else 0
-        if (
-            self._quiet_iterations == 2
-            or events & self._pollerr
-            or time.perf_counter() > self._deadline
-        ):
+        if self._quiet_iterations == 2 or events & self._pollerr or self._over_budget():
             self.handle.reactor_stop(self._reactor)
+
+    def _over_budget(self) -> bool:
+        return self.callbacks >= self._callback_limit or time.perf_counter() > self._deadline
 
     def _lose(self, errnum: int, detail: str | None) -> None:
         """The broker is gone: fail every watch, and let the next one reconnect."""
