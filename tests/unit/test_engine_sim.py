@@ -96,6 +96,25 @@ async def test_thousands_of_events_do_not_block_the_loop(sim: SimulatedFlux) -> 
     assert totals == [200] * 50
 
 
+async def test_a_read_that_timed_out_leaves_the_stream_readable(sim: SimulatedFlux) -> None:
+    jobid = await asyncio.to_thread(sim.submit, "success", hold_before="alloc")
+    connection = await acquire(sim.uri)
+    stream = connection.start_stream(jobid, "eventlog")
+    try:
+        names = []
+        while "priority" not in names:
+            names.append((await stream.get()).name)  # type: ignore[union-attr]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stream.get(), 0.2)
+        reading = asyncio.create_task(stream.get())
+        await asyncio.sleep(0.1)  # waiting again, before the next event
+        await asyncio.to_thread(sim.release, jobid)
+        assert (await asyncio.wait_for(reading, 10)).name == "alloc"  # type: ignore[union-attr]
+    finally:
+        stream.cancel()
+        release(connection)
+
+
 def test_a_broker_shutting_down_is_a_lost_connection_that_a_watch_survives() -> None:
     # A broker that is shutting down unloads job-info first and answers ENOSYS; with
     # a state directory the instance comes back with its jobs (tests/deployment).
