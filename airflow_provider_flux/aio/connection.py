@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 
 # How long one drain may run the reactor before it yields to the loop, so that a
 # burst of events never holds the loop (a triggerer's other triggers) for long ...
-DRAIN_BUDGET_SECONDS = 0.002
+DRAIN_BUDGET_SECONDS = 0.001
 # ... and how many callbacks it may make: each wakes a reader, and the loop runs
 # every reader woken by one drain in its next iteration, at some 20 µs each.
-DRAIN_CALLBACKS = 128
+DRAIN_CALLBACKS = 64
 
 # How long a connection with no watches stays open for the next one.
 DEFAULT_IDLE_TIMEOUT = 10.0
@@ -282,7 +282,14 @@ class FluxConnection:
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled and not self.closed:
             self._drain_scheduled = True
-            self.loop.call_soon(self._drain)
+            self.loop.call_soon(self._scheduled_drain)
+
+    def _scheduled_drain(self) -> None:
+        # Only this drain clears the flag: one the fd starts meanwhile must not, or
+        # each would schedule one more and a burst would pile them up in one
+        # iteration of the loop.
+        self._drain_scheduled = False
+        self._drain()
 
     def _drain(self) -> None:
         """Run the reactor until it has nothing left to do right now.
@@ -300,7 +307,6 @@ class FluxConnection:
         row are quiet by the same rule, or until its budget is spent (then it goes on
         from the loop, after the readers it woke).
         """
-        self._drain_scheduled = False
         if self.closed:
             return
         quiet_runs = 0
@@ -343,15 +349,19 @@ class FluxConnection:
     def _after_iteration(self, *_: Any) -> None:
         """A check watcher's callback (once per reactor iteration): stop the run when
         two iterations in a row were quiet, the connection failed, or time is up."""
-        received, events = self._received(), self._pollevents()
-        quiet = (
-            not events & self._pollin
-            and self.callbacks == self._seen_callbacks
-            and received == self._seen_received
-        )
-        self._seen_callbacks, self._seen_received = self.callbacks, received
-        self._quiet_iterations = self._quiet_iterations + 1 if quiet else 0
-        if self._quiet_iterations == 2 or events & self._pollerr or self._over_budget():
+        if self.callbacks != self._seen_callbacks:
+            # Not quiet, and in a burst the common case: no need to ask the handle.
+            self._seen_callbacks = self.callbacks
+            self._quiet_iterations = 0
+        else:
+            received, events = self._received(), self._pollevents()
+            quiet = not events & self._pollin and received == self._seen_received
+            self._seen_received = received
+            self._quiet_iterations = self._quiet_iterations + 1 if quiet else 0
+            if events & self._pollerr:
+                self.handle.reactor_stop(self._reactor)
+                return
+        if self._quiet_iterations == 2 or self._over_budget():
             self.handle.reactor_stop(self._reactor)
 
     def _over_budget(self) -> bool:
