@@ -8,6 +8,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+_decode = json.JSONDecoder().decode
+
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
@@ -28,6 +30,14 @@ class JobEvent:
         if isinstance(event, (str, bytes)):
             event = json.loads(event)
         return cls(str(event["name"]), float(event["timestamp"]), dict(event.get("context") or {}))
+
+    @classmethod
+    def from_json(cls, line: str) -> JobEvent:
+        """From one RFC 18 eventlog line, as ``flux_job_event_watch_get`` returns it
+        (the engine's path, once per event: no type checks, no copy of a context
+        that nothing else holds)."""
+        event = _decode(line)
+        return cls(event["name"], float(event["timestamp"]), event.get("context") or {})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, used in trigger events and XCom."""

@@ -86,7 +86,7 @@ class CEventWatches(EventWatches):
             if errnum == errno.ENODATA:
                 return None
             raise self._error(errnum, future)
-        event = JobEvent.from_flux(self._ffi.string(self._event[0]))
+        event = JobEvent.from_json(self._ffi.string(self._event[0]).decode())
         self._lib.flux_future_reset(future)
         return event
 
