@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -180,7 +181,12 @@ class Instance:
             future.get()
 
 
-async def engine(instance: Instance, jobs: list[int], n: int) -> tuple[Result, dict[int, float]]:
+async def engine(
+    instance: Instance,
+    jobs: list[int],
+    n: int,
+    on_established: Callable[[], None] | None = None,
+) -> tuple[Result, dict[int, float]]:
     process = psutil.Process()
     gc.collect()
     rss_before = process.memory_info().rss
@@ -217,6 +223,8 @@ async def engine(instance: Instance, jobs: list[int], n: int) -> tuple[Result, d
     tasks = [asyncio.create_task(consume(jobs[i % len(jobs)])) for i in range(n)]
     await asyncio.wait_for(all_established.wait(), 600)
     gc.collect()
+    if on_established is not None:
+        on_established()
     rss = process.memory_info().rss - rss_before
     threads = process.num_threads()
     open_on_broker = await asyncio.to_thread(instance.watchers)
@@ -409,6 +417,25 @@ def measure(design: str, kind: str, uri: str, watches: int, jobs: int) -> None:
     print(json.dumps(asdict(result)), flush=True)
 
 
+def memory_by_line(kind: str, uri: str, watches: int, jobs: int, top: int = 15) -> None:
+    """Where the engine's Python memory per watch goes, once every watch is up:
+    tracemalloc's allocations by source line (its own overhead inflates the RSS,
+    so this is not a measurement of RSS)."""
+    instance = Instance(kind, uri)
+    held = instance.held_jobs(min(jobs, watches))
+    snapshots: list[tracemalloc.Snapshot] = []
+    tracemalloc.start()
+    snapshots.append(tracemalloc.take_snapshot())
+    snapshot = lambda: snapshots.append(tracemalloc.take_snapshot())  # noqa: E731
+    asyncio.run(engine(instance, held, watches, snapshot))
+    tracemalloc.stop()
+    lines = snapshots[1].compare_to(snapshots[0], "lineno")
+    print(f"traced: {sum(line.size_diff for line in lines) / watches:.0f} B per watch")
+    for line in lines[:top]:
+        per_watch = f"{line.size_diff / watches:7.0f} B {line.count_diff / watches:5.2f} blocks"
+        print(f"{per_watch}  {line.traceback}")
+
+
 def compare_with_wait_event(kind: str, uri: str) -> dict[str, float]:
     instance = Instance(kind, uri)
     reference = wait_event_latency(instance, instance.held_jobs(20))
@@ -428,10 +455,20 @@ def main() -> None:
     parser.add_argument(
         "--measure", nargs=3, metavar=("DESIGN", "KIND", "URI"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--watches", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-by-line",
+        nargs=2,
+        metavar=("KIND", "URI"),
+        help="instead: the engine's Python allocations per watch by source line, "
+        "for --watches N on a running instance (simulated or real)",
+    )
+    parser.add_argument("--watches", type=int, default=10000)
     args = parser.parse_args()
     if args.measure:
         measure(*args.measure, watches=args.watches, jobs=args.jobs)
+        return
+    if args.memory_by_line:
+        memory_by_line(*args.memory_by_line, watches=args.watches, jobs=args.jobs)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = [k for k in args.instances.split(",") if k != "real" or shutil.which("flux")]
