@@ -73,6 +73,22 @@ async def test_guest_eventlog_of_a_running_job(flux_instance: FluxTestInstance) 
     await asyncio.to_thread(flux_instance.finish, jobid)
 
 
+async def test_waitcreate_waits_for_an_eventlog_not_created_yet(
+    flux_instance: FluxTestInstance,
+) -> None:
+    # Without WAITCREATE, a guest eventlog a running job lacks is ENOENT at once.
+    jobid = await asyncio.to_thread(flux_instance.running_job)
+    events = watch(jobid, "guest.not-yet", uri=flux_instance.uri, waitcreate=True)
+    async with aclosing(events):
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.5)
+        assert not first.done()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    await asyncio.to_thread(flux_instance.finish, jobid)
+
+
 async def test_unknown_job_is_a_typed_error_naming_job_and_instance(
     flux_instance: FluxTestInstance,
 ) -> None:
