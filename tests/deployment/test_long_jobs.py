@@ -114,6 +114,15 @@ def xcom_or_none(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: 
         return None
 
 
+def pushed_jobid(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str) -> int:
+    """The job ID the waiting try pushes, just after its ``pid`` (so maybe not yet)."""
+
+    def jobid() -> int | None:
+        return xcom_or_none(airflow, dag_id, run_id, task_id, "jobid")
+
+    return wait_until(jobid, 30, f"{task_id}'s jobid XCom", 0.2)
+
+
 def try_waiting(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str,
                 try_number: int, killed: int | None = None) -> int:  # fmt: skip
     """The task process of the task's try ``try_number`` once it waits on its job
@@ -156,25 +165,28 @@ def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
     run_id, flag, pid, jobid = kill_waiting_worker(airflow, dag_id, conn_id)
-    # The retry waits on the same job: Flux has no second one.
-    try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
-    assert xcom_or_none(airflow, dag_id, run_id, "run", "jobid") == jobid
-    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
-    # The other task died between submit and storing the job ID: its retry found the
-    # job by the identity the job carries.
-    try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
-    (gap_jobid,) = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
-    assert xcom_or_none(airflow, dag_id, run_id, "die_after_submit", "jobid") == gap_jobid
-    retry_log = airflow.task_log(dag_id, run_id, "die_after_submit", 2)
-    assert "found 1 job(s) of try 1" in retry_log
-    assert "not submitting again" in retry_log
+    try:
+        # The retry waits on the same job: Flux has no second one.
+        try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
+        assert pushed_jobid(airflow, dag_id, run_id, "run") == jobid
+        assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
+        # The other task died between submit and storing the job ID: its retry found the
+        # job by the identity the job carries.
+        try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
+        (gap_jobid,) = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
+        assert pushed_jobid(airflow, dag_id, run_id, "die_after_submit") == gap_jobid
+        retry_log = airflow.task_log(dag_id, run_id, "die_after_submit", 2)
+        assert "found 1 job(s) of try 1" in retry_log
+        assert "not submitting again" in retry_log
 
-    let_jobs_end(flux, [jobid, gap_jobid], flag)
-    assert airflow.wait_for_run(dag_id, run_id) == "success"
-    assert airflow.xcom(dag_id, run_id, "run") == jobid
-    assert airflow.xcom(dag_id, run_id, "die_after_submit") == gap_jobid
-    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
-    assert jobs_of_task(conn_id, dag_id, run_id, "die_after_submit") == [gap_jobid]
+        let_jobs_end(flux, [jobid, gap_jobid], flag)
+        assert airflow.wait_for_run(dag_id, run_id) == "success"
+        assert airflow.xcom(dag_id, run_id, "run") == jobid
+        assert airflow.xcom(dag_id, run_id, "die_after_submit") == gap_jobid
+        assert jobs_of_task(conn_id, dag_id, run_id, "run") == [jobid]
+        assert jobs_of_task(conn_id, dag_id, run_id, "die_after_submit") == [gap_jobid]
+    finally:
+        flag.touch()  # a failure must not leave real jobs holding the cores
 
 
 def test_a_retry_after_the_job_failed_submits_a_new_job(
@@ -182,15 +194,17 @@ def test_a_retry_after_the_job_failed_submits_a_new_job(
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
     run_id, flag, pid, first = kill_waiting_worker(airflow, dag_id, conn_id)
-    flux.cancel(first, "the job fails while no worker watches it")
-    try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
-    new = xcom_or_none(airflow, dag_id, run_id, "run", "jobid")
-    assert new is not None
-    assert new != first
+    try:
+        flux.cancel(first, "the job fails while no worker watches it")
+        try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
+        new = pushed_jobid(airflow, dag_id, run_id, "run")
+        assert new != first
 
-    try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
-    gap_jobs = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
-    let_jobs_end(flux, [new, *gap_jobs], flag)
-    assert airflow.wait_for_run(dag_id, run_id) == "success"
-    assert airflow.xcom(dag_id, run_id, "run") == new
-    assert jobs_of_task(conn_id, dag_id, run_id, "run") == [first, new]
+        try_waiting(airflow, dag_id, run_id, "die_after_submit", 2)
+        gap_jobs = jobs_of_task(conn_id, dag_id, run_id, "die_after_submit")
+        let_jobs_end(flux, [new, *gap_jobs], flag)
+        assert airflow.wait_for_run(dag_id, run_id) == "success"
+        assert airflow.xcom(dag_id, run_id, "run") == new
+        assert jobs_of_task(conn_id, dag_id, run_id, "run") == [first, new]
+    finally:
+        flag.touch()  # a failure must not leave real jobs holding the cores
