@@ -104,7 +104,7 @@ async def test_a_read_that_timed_out_leaves_the_stream_readable(sim: SimulatedFl
         names = []
         while "priority" not in names:
             names.append((await stream.get()).name)  # type: ignore[union-attr]
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # not TimeoutError before Python 3.11
             await asyncio.wait_for(stream.get(), 0.2)
         reading = asyncio.create_task(stream.get())
         await asyncio.sleep(0.1)  # waiting again, before the next event
