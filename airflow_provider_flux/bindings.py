@@ -65,6 +65,11 @@ class FluxBindings:
             raise AttributeError(f"the Flux bindings do not define FLUX_{name}")
         return int(value)
 
+    @property
+    def waitcreate_flag(self) -> int:
+        """``FLUX_JOB_EVENT_WATCH_WAITCREATE``: watch an eventlog not created yet."""
+        return self.constant("JOB_EVENT_WATCH_WAITCREATE", _WAITCREATE_DEFAULT)
+
     def received_messages(self, handle: Any) -> Callable[[], int]:
         """A function that says how many messages ``handle`` has received so far
         (``flux_get_msgcounters``: requests, responses, events and control)."""
@@ -111,7 +116,7 @@ class FluxBindings:
         """
         if not waitcreate:
             return self.job.event_watch_async(handle, jobid, eventlog)
-        flags = self.constant("JOB_EVENT_WATCH_WAITCREATE", _WAITCREATE_DEFAULT)
+        flags = self.waitcreate_flag
         if self.simulated:  # the simulated bindings take the flags
             return self.job.event_watch_async(handle, jobid, eventlog, flags)
         raw = importlib.import_module(f"{self.job.__name__}._wrapper")._RAW

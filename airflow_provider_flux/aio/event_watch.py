@@ -53,7 +53,7 @@ class CEventWatches(EventWatches):
     def __init__(self, bindings: FluxBindings, handle: Any) -> None:
         self._ffi, self._lib = bindings.c_api()
         self._handle = handle.handle  # the flux_t * the Python handle wraps
-        self._waitcreate = bindings.constant("JOB_EVENT_WATCH_WAITCREATE")
+        self._waitcreate = bindings.waitcreate_flag
         self._event = self._ffi.new("char *[1]")
         # Who each live future calls back (cffi pointers compare by address).
         self._receivers: dict[Any, ResponseReceiver] = {}
