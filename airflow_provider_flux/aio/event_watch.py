@@ -63,7 +63,9 @@ class CEventWatches(EventWatches):
         # Called by the reactor; the receiver catches what its reading can raise.
         self._receivers[future].on_response()
 
-    def _error(self, errnum: int, future: Any = None) -> OSError:
+    def _error(self, future: Any = None) -> OSError:
+        """The error the last C call set (errno), with ``future``'s message if any."""
+        errnum = self._ffi.errno or errno.EPROTO
         detail = self._lib.flux_future_error_string(future) if future else None
         message = self._ffi.string(detail).decode() if detail else os.strerror(errnum)
         return OSError(errnum, message)
@@ -72,9 +74,9 @@ class CEventWatches(EventWatches):
         flags = self._waitcreate if waitcreate else 0
         future = self._lib.flux_job_event_watch(self._handle, jobid, eventlog.encode(), flags)
         if not future:
-            raise self._error(self._ffi.errno or errno.EPROTO)
+            raise self._error()
         if self._lib.flux_future_then(future, -1.0, self._continuation, self._ffi.NULL) < 0:
-            error = self._error(self._ffi.errno or errno.EPROTO)
+            error = self._error()
             self._lib.flux_future_destroy(future)
             raise error
         self._receivers[future] = receiver
@@ -82,17 +84,16 @@ class CEventWatches(EventWatches):
 
     def get(self, future: Any) -> JobEvent | None:
         if self._lib.flux_job_event_watch_get(future, self._event) < 0:
-            errnum = self._ffi.errno or errno.EPROTO
-            if errnum == errno.ENODATA:
+            if self._ffi.errno == errno.ENODATA:
                 return None
-            raise self._error(errnum, future)
+            raise self._error(future)
         event = JobEvent.from_json(self._ffi.string(self._event[0]).decode())
         self._lib.flux_future_reset(future)
         return event
 
     def cancel(self, future: Any) -> None:
         if self._lib.flux_job_event_watch_cancel(future) < 0:
-            raise self._error(self._ffi.errno or errno.EPROTO)
+            raise self._error()
 
     def destroy(self, future: Any) -> None:
         del self._receivers[future]
