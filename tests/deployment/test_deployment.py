@@ -40,6 +40,23 @@ def wait_for_trigger(
     wait_until(watching, 60, f"the trigger of {task_id} try {try_number}", interval=0.5)
 
 
+def task_log_showing(
+    airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, text: str,
+    map_index: int = -1,
+) -> str:  # fmt: skip
+    """The try's log once it shows ``text`` (the triggerer's part can reach it a
+    moment after the run has ended), or as it is after 30 s, for the assertion."""
+
+    def showing() -> str | None:
+        log = airflow.task_log(dag_id, run_id, task_id, map_index=map_index)
+        return log if text in log else None
+
+    try:
+        return wait_until(showing, 30, f"{text!r} in the log of {task_id}", interval=0.5)
+    except TimeoutError:
+        return airflow.task_log(dag_id, run_id, task_id, map_index=map_index)
+
+
 def wait_for_clean(conn_id: str, jobid: int) -> None:
     hook = FluxHook(conn_id)
     wait_until(lambda: hook.read_eventlog(jobid)[1] or None, 60, f"job {jobid} to be clean")
@@ -79,8 +96,9 @@ def test_mapped_sensors_end_in_the_triggerer(
             jobid,
             format_jobid(jobid),
         )
-        log = airflow.task_log(dag_id, run_id, "wait", map_index=index)
-        assert f"job {format_jobid(jobid)}: event='clean' happened" in log
+        happened = f"job {format_jobid(jobid)}: event='clean' happened"
+        log = task_log_showing(airflow, dag_id, run_id, "wait", happened, map_index=index)
+        assert happened in log
         assert worker_starts(log) == 1, log  # to defer; it ended in the triggerer
 
 
@@ -101,12 +119,14 @@ def test_sensors_started_from_the_trigger_take_no_worker(
         map_index = 0 if task_id == "mapped" else -1
         value = airflow.xcom(dag_id, run_id, task_id, map_index=map_index)
         assert (value["name"], value["jobid"]) == ("clean", jobids[position])
-        log = airflow.task_log(dag_id, run_id, task_id, map_index=map_index)
         if task_id == "mapped":
             # Airflow expands a mapped task's job ID only in a worker: it starts there.
-            assert "the task starts in a worker instead" in log
+            starts = "the task starts in a worker instead"
+            log = task_log_showing(airflow, dag_id, run_id, task_id, starts, map_index)
+            assert starts in log
             assert worker_starts(log) == 1, log
         else:
+            log = airflow.task_log(dag_id, run_id, task_id, map_index=map_index)
             assert worker_starts(log) == 0, log
 
 
@@ -120,7 +140,7 @@ def test_cancel_while_deferred_fails_the_task_once_with_the_note(
     assert airflow.wait_for_run(dag_id, run_id) == "failed"
     (ti,) = [ti for ti in airflow.task_instances(dag_id, run_id) if ti["task_id"] == "wait"]
     assert (ti["state"], ti["try_number"]) == ("failed", 1)  # retries=2: none used
-    log = airflow.task_log(dag_id, run_id, "wait", map_index=0)
+    log = task_log_showing(airflow, dag_id, run_id, "wait", "operator stopped the run", 0)
     assert "fatal exception type=cancel" in log
     assert "operator stopped the run" in log
 
@@ -207,5 +227,6 @@ def test_waits_resume_after_the_flux_instance_restarts(deployment: Deployment) -
     states = airflow.task_states(dag_id, run_id)
     assert (states[("wait", 0)], states[("wait", 1)]) == ("success", "failed")
     assert airflow.xcom(dag_id, run_id, "wait", map_index=0)["jobid"] == pending
-    log = airflow.task_log(dag_id, run_id, "wait", map_index=1)
-    assert f"job {format_jobid(running)}: fatal exception type=cancel" in log
+    cancelled = f"job {format_jobid(running)}: fatal exception type=cancel"
+    log = task_log_showing(airflow, dag_id, run_id, "wait", cancelled, map_index=1)
+    assert cancelled in log
