@@ -27,7 +27,8 @@ from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux, job
 from airflow_provider_flux.testing.bindings.constants import FLUX_RPC_NORESPONSE, FLUX_RPC_STREAMING
-from airflow_provider_flux.testing.broker import Job, SimulatedBroker
+from airflow_provider_flux.testing.broker import SimulatedBroker
+from airflow_provider_flux.testing.broker.jobs import Job
 from tests.flux_instances import FLUX, FluxTestInstance, SimInstance
 
 MAIN_LIFECYCLE = ["submit", "validate", "depend", "priority", "alloc", "start", "finish",
@@ -462,7 +463,7 @@ def test_timestamps_stay_unique_and_increasing_when_the_clock_stands_still_or_st
     posted = []
     with mock.patch("time.time", side_effect=clock):
         for index, name in enumerate(["submit", "submit", "validate", "validate"]):
-            broker._append(jobs[index % 2], "eventlog", name, {})
+            broker.append(jobs[index % 2], "eventlog", name, {})
             posted.append(json.loads(jobs[index % 2].eventlogs["eventlog"][-1])["timestamp"])
     after = math.nextafter(100.0, math.inf)
     assert posted == [100.0, after, math.nextafter(after, math.inf), 100.5]
