@@ -27,6 +27,21 @@ class FluxJobExceptionError(AirflowFailException):
         self.timestamp = event.get("timestamp")
 
 
+class FluxJobFailedError(AirflowFailException):
+    """The job ran and exited with a non-zero status, or was killed by a signal.
+
+    :ivar jobid: the job ID.
+    :ivar exit_code: its exit code, when it exited.
+    :ivar signal: the signal that killed it, when one did.
+    """
+
+    def __init__(self, message: str, jobid: int, exit_code: int | None, signal: int | None):
+        super().__init__(message)
+        self.jobid = jobid
+        self.exit_code = exit_code
+        self.signal = signal
+
+
 class FluxJobsFailedError(AirflowFailException):
     """A wait on many jobs failed: more of them failed than it allows, or too few can
     still match.

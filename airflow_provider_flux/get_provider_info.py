@@ -37,7 +37,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": integration,
-                "python-modules": ["airflow_provider_flux.triggers.flux"],
+                "python-modules": [
+                    "airflow_provider_flux.triggers.flux",
+                    "airflow_provider_flux.triggers.instance",
+                ],
             }
         ],
         "operators": [

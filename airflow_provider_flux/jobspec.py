@@ -6,12 +6,15 @@ and the simulated instance gets the same jobspec real Flux would.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import stat
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
+
+import yaml
 
 
 def _positive(name: str, value: Any, minimum: int = 1) -> int:
@@ -213,3 +216,21 @@ def job_queue(jobspec: Mapping[str, Any]) -> str | None:
     """The queue a job was submitted to (``attributes.system.queue``), if it names one."""
     queue = jobspec.get("attributes", {}).get("system", {}).get("queue")
     return None if queue is None else str(queue)
+
+
+def parse_jobspec(jobspec: Mapping[str, Any] | str) -> dict[str, Any]:
+    """A jobspec given as a mapping, or as its JSON or YAML text, as a JSON-clean dict
+    of its own (a deep copy).
+
+    :raises ValueError: neither JSON nor YAML, or not a mapping.
+    """
+    if isinstance(jobspec, str):
+        try:
+            parsed = yaml.safe_load(jobspec)  # JSON is YAML too
+        except yaml.YAMLError as err:
+            raise ValueError(f"jobspec is neither JSON nor YAML: {err}") from err
+    else:
+        parsed = json.loads(json.dumps(jobspec))  # a deep, JSON-clean copy
+    if not isinstance(parsed, dict):
+        raise ValueError(f"jobspec must be a mapping, not {type(parsed).__name__}")
+    return parsed

@@ -8,7 +8,6 @@ own providers:
   ``airflow.sdk.exceptions`` nor ``conf`` in ``airflow.sdk`` (both new in 3.2).
 - ``BaseTrigger.on_kill`` is new in 3.3: before it, the triggerer only calls
   ``cleanup()``, whatever ended the trigger.
-- ``DagBag`` and ``sync_bag_to_db`` moved to ``airflow.dag_processing.dagbag`` in 3.2.
 - ``ResumableJobMixin`` and the task state store are new in 3.3.
 - An event trigger's ``asset_state_store`` and shared streams are new in 3.3: before,
   the triggerer runs each event trigger's own ``run()`` and gives it no store.
@@ -95,30 +94,6 @@ else:
             return self.get_job_result(external_id, context)
 
 
-if TYPE_CHECKING:
-    from airflow.dag_processing.dagbag import DagBag
-
-
-def dag_bag_class() -> type[DagBag]:
-    """Airflow's ``DagBag`` (imported on demand: it loads the ORM models)."""
-    if AIRFLOW_V_3_2_PLUS:
-        from airflow.dag_processing.dagbag import DagBag
-    else:
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined,unused-ignore]
-    return DagBag
-
-
-def sync_dag_bag_to_db(bag: DagBag, bundle_name: str) -> None:
-    """Serialize the bag's DAGs into the metadata database, as the DAG processor does."""
-    if AIRFLOW_V_3_2_PLUS:
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-    else:
-        from airflow.models.dagbag import (  # type: ignore[no-redef,attr-defined,unused-ignore]
-            sync_bag_to_db,
-        )
-    sync_bag_to_db(bag, bundle_name, None)
-
-
 __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
@@ -142,7 +117,5 @@ __all__ = [
     "TriggerEvent",
     "XComArg",
     "conf",
-    "dag_bag_class",
-    "sync_dag_bag_to_db",
     "timezone",
 ]

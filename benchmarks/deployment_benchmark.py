@@ -48,7 +48,7 @@ from typing import Any
 import psutil
 
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.jobid import parse_jobid
+from airflow_provider_flux.job.jobid import parse_jobid
 from airflow_provider_flux.testing import LocalFluxInstance, SimulatedFlux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
 from airflow_provider_flux.testing.deployment import (

@@ -60,7 +60,7 @@ class Result:
 
 def held_jobs(instance: Instance, count: int) -> list[int]:
     """Jobs held in the queue, submitted as one array on real Flux."""
-    from airflow_provider_flux.jobid import parse_jobid
+    from airflow_provider_flux.job.jobid import parse_jobid
 
     if instance.kind == "simulated":
         return instance.held_jobs(count)
@@ -100,9 +100,9 @@ async def run_design(instance: Instance, jobids: list[int], design: str) -> Resu
     before = await asyncio.to_thread(instance.watchers)
     triggers: list[Any]
     if design == "one task":
-        triggers = [FluxJobsEventTrigger(jobids, "exception", reconnect_attempts=0)]
+        triggers = [FluxJobsEventTrigger(jobids, event="exception", reconnect_attempts=0)]
     else:
-        triggers = [FluxJobEventTrigger(j, "exception", reconnect_attempts=0) for j in jobids]
+        triggers = [FluxJobEventTrigger(j, event="exception", reconnect_attempts=0) for j in jobids]
     rows = [Trigger.encrypt_kwargs(t.serialize()[1]) for t in triggers]
     payloads: list[dict[str, Any]] = []
     fired: list[float] = []

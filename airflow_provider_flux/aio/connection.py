@@ -28,7 +28,7 @@ from airflow_provider_flux.aio.errors import (
 )
 from airflow_provider_flux.aio.event_watch import event_watches
 from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job.event import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class EventStream(BrokerStream[JobEvent]):
 class FluxConnection:
     """A Flux handle owned by one event loop and shared by all its watches.
 
-    Get one with :func:`acquire` (or :func:`flux_connection`), never directly.
+    Get one with :func:`acquire`, never directly.
     """
 
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT

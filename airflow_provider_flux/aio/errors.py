@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
-from airflow_provider_flux.jobid import format_jobid
+from airflow_provider_flux.job.jobid import format_jobid
 
 # What flux-core's connectors report when the broker goes away, and what a broker
 # that is shutting down answers once it has unloaded the job-info service (ENOSYS):

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from airflow_provider_flux.bindings import FluxBindings
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job.event import JobEvent
 
 
 class ResponseReceiver(Protocol):

@@ -15,8 +15,8 @@ from airflow_provider_flux.aio.errors import (
     FluxWatchError,
     describe_instance,
 )
-from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
 
 log = logging.getLogger(__name__)
 

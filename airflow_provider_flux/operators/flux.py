@@ -3,127 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
-import yaml
-
-from airflow_provider_flux.aio.watch import Reconnect
-from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
-from airflow_provider_flux.event_wait import EventWaitSpec
-from airflow_provider_flux.events import JobEvent, describe_wait_status
-from airflow_provider_flux.exceptions import (
-    FluxConnectionFailedError,
-    FluxJobExceptionError,
-    FluxJobsFailedError,
-)
+from airflow_provider_flux.config import default_deferrable
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.job_output import DEFAULT_OUTPUT_LIMIT, OutputFollower, OutputProgress
-from airflow_provider_flux.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.job.ending import JobEnding
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.job.output import DEFAULT_OUTPUT_LIMIT, OutputProgress
 from airflow_provider_flux.jobspec import (
     add_dependencies,
     array_indices,
     jobspec_from_batch_script,
     jobspec_from_command,
+    parse_jobspec,
     set_attribute,
     substitute_index,
 )
-from airflow_provider_flux.task_identity import (
+from airflow_provider_flux.operators.durable import (
     IDENTITY_ATTRIBUTE,
+    JOB_ACTIVE,
+    JOB_SUCCEEDED,
+    EarlierTries,
     TaskIdentity,
     follows_a_clear,
-    jobs_of_latest_earlier_try,
+    given_job_names,
+    job_status,
 )
-from airflow_provider_flux.triggers.flux import (
-    CANCEL_GRACE_SECONDS,
-    REASON_TIMED_OUT,
-    FluxJobEventTrigger,
-    FluxJobsEventTrigger,
-    wait_on_job,
+from airflow_provider_flux.operators.job_report import (
+    log_outputs,
+    raise_if_array_failed,
+    raise_if_job_failed,
 )
+from airflow_provider_flux.operators.worker_wait import poll_until_clean, watch_until_clean
+from airflow_provider_flux.triggers.base import CANCEL_GRACE_SECONDS
+from airflow_provider_flux.triggers.flux import FluxJobEventTrigger, FluxJobsEventTrigger
 from airflow_provider_flux.version_compat import (
     AirflowFailException,
     BaseOperator,
     Context,
     ResumableJobMixin,
 )
-
-# A failed array's outcome table lists every job up to this many, else the failed ones.
-TABLE_ROWS = 200
-
-# What get_job_status says of a job (or an array, taken as one).
-JOB_ACTIVE = "active"
-JOB_SUCCEEDED = "succeeded"
-
-
-class FluxJobFailedError(AirflowFailException):
-    """The job ran and exited with a non-zero status, or was killed by a signal."""
-
-    def __init__(self, message: str, jobid: int, exit_code: int | None, signal: int | None):
-        super().__init__(message)
-        self.jobid = jobid
-        self.exit_code = exit_code
-        self.signal = signal
-
-
-def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
-    """The job's stdout and stderr, stream by stream, cut at ``limit`` bytes.
-
-    Returns the text and the number of bytes left out.
-    """
-    streams: dict[str, list[str]] = {}
-    for event in events:
-        if event.name == "data" and "data" in event.context:
-            streams.setdefault(str(event.context.get("stream")), []).append(event.context["data"])
-        elif event.name == "log":
-            streams.setdefault("log", []).append(str(event.context.get("message", "")) + "\n")
-    text = "".join(f"--- {name} ---\n{''.join(parts)}" for name, parts in streams.items())
-    data = text.encode()
-    if len(data) <= limit:
-        return text, 0
-    return data[:limit].decode(errors="ignore"), len(data) - limit
-
-
-def job_failure(events: Sequence[JobEvent]) -> str | None:
-    """How an ended job failed (a fatal exception, a non-zero exit, a signal), or None."""
-    fatal = next((e for e in events if e.is_fatal_exception), None)
-    if fatal is not None:
-        note = fatal.context.get("note") or "(no note)"
-        return f"fatal exception type={fatal.context.get('type')}: {note}"
-    finish = next((e for e in reversed(events) if e.name == "finish"), None)
-    status = int(finish.context.get("status", 0)) if finish else 0
-    return describe_wait_status(status)[2] if status else None
-
-
-def job_status(hook: FluxHook, jobids: Sequence[int]) -> str:
-    """``JOB_ACTIVE`` while any of the jobs is not clean, ``JOB_SUCCEEDED`` when all
-    succeeded, else how they failed (``failed: ...``), or why they cannot be read
-    (``unknown: ...``: a job gone from the instance, or not ours to read).
-
-    :raises FluxConnectionFailedError: the instance cannot be reached (a retry of the
-        task may; submitting again would not be safe).
-    """
-    failures: list[str] = []
-    for jobid in jobids:
-        try:
-            events, complete = hook.read_eventlog(jobid)
-        except (FileNotFoundError, PermissionError) as err:
-            return f"unknown: {err}"
-        except OSError as err:
-            job = format_jobid(jobid)
-            raise FluxConnectionFailedError(f"cannot read job {job}: {err}") from err
-        if not complete:
-            return JOB_ACTIVE
-        why = job_failure(events)
-        if why is not None:
-            failures.append(f"job {format_jobid(jobid)} {why}")
-    if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        return f"failed: {failures[0]}{more}"
-    return JOB_SUCCEEDED
+from airflow_provider_flux.wait.failures import raise_for_failure
+from airflow_provider_flux.wait.outcome import REASON_TIMED_OUT
 
 
 class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
@@ -169,7 +94,8 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     :param attributes: extra jobspec attributes as dotted keys (``--setattr``).
     :param flux_conn_id: the ``flux`` Airflow connection.
     :param wait_for_completion: wait for the job to end.
-    :param deferrable: wait in the triggerer (default True; see ``default_deferrable``).
+    :param deferrable: wait in the triggerer (default True; see
+        :func:`~airflow_provider_flux.config.default_deferrable`).
     :param cancel_on_kill: cancel the job, with a note naming the DAG, task and run,
         when the task is killed, cleared, marked, or reaches ``execution_timeout``
         while it waits (deferred or in the worker).
@@ -290,7 +216,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             "exclusive": self.exclusive,
         }  # fmt: skip
         if self.jobspec is not None:
-            jobspec = self._parse_jobspec(self.jobspec)
+            jobspec = parse_jobspec(self.jobspec)
             for key, value in self.attributes.items():
                 set_attribute(jobspec, key, indexed(value))
             if index is not None:
@@ -318,19 +244,6 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
                 set_attribute(jobspec, "system.job.name", identity.job_name())
         return jobspec
 
-    @staticmethod
-    def _parse_jobspec(jobspec: Mapping[str, Any] | str) -> dict[str, Any]:
-        if isinstance(jobspec, str):
-            try:
-                parsed = yaml.safe_load(jobspec)  # JSON is YAML too
-            except yaml.YAMLError as err:
-                raise ValueError(f"jobspec is neither JSON nor YAML: {err}") from err
-        else:
-            parsed = json.loads(json.dumps(jobspec))  # a deep, JSON-clean copy
-        if not isinstance(parsed, dict):
-            raise ValueError(f"jobspec must be a mapping, not {type(parsed).__name__}")
-        return parsed
-
     # -- running ---------------------------------------------------------------------
 
     def execute(self, context: Context) -> int | list[int]:
@@ -355,12 +268,16 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             jobids = self._jobids_of(stored)
             store.delete(self.external_id_key)
         else:
-            found = self._find_earlier_try_jobs(hook, self._indices())
+            found = self._earlier_tries(hook).latest()
             jobids = list(found[1].values()) if found else []
         if jobids and self.cancel_on_kill and job_status(hook, jobids) == JOB_ACTIVE:
             self.log.info("the task was cleared: cancelling the %d job(s) of its earlier "
                           "try (%s ...)", len(jobids), format_jobid(jobids[0]))  # fmt: skip
             hook.cancel_many(jobids, f"{self._kill_reason()}: cleared, a new try starts over")
+
+    def _earlier_tries(self, hook: FluxHook) -> EarlierTries:
+        names = given_job_names(self.jobspec, self.job_name, self._indices())
+        return EarlierTries(hook, self._identity, names, self.log)
 
     # ResumableJobMixin: the external ID is the job ID, or the list of an array's.
 
@@ -370,20 +287,20 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         the ID was stored, or there is no task state store)."""
         hook = FluxHook(self.flux_conn_id)
         indices = self._indices()
+        jobids = None
         if self.durable and not self._starting_over:
-            earlier = self._earlier_try_jobs(hook, indices)
-            if earlier is not None:
-                return earlier
-        jobids = self._submit(hook, indices)
-        if self.array is None:
-            self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobids[0]),
-                          jobids[0], hook.describe())  # fmt: skip
-            return jobids[0]
-        self.log.info(
-            "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
-            format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),
-        )  # fmt: skip
-        return jobids
+            jobids = self._earlier_tries(hook).reusable(indices)
+        if jobids is None:
+            jobids = self._submit(hook, indices)
+            if self.array is None:
+                self.log.info("submitted Flux job %s (%d) to %s", format_jobid(jobids[0]),
+                              jobids[0], hook.describe())  # fmt: skip
+            else:
+                self.log.info(
+                    "submitted a job array of %d Flux jobs (%s ... %s) to %s", len(jobids),
+                    format_jobid(jobids[0]), format_jobid(jobids[-1]), hook.describe(),
+                )  # fmt: skip
+        return jobids if self.array is not None else jobids[0]
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         return job_status(FluxHook(self.flux_conn_id), self._jobids_of(external_id))
@@ -408,12 +325,10 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         ti.xcom_push(key="flux_uri", value=hook.instance_uri())
         if not self.wait_for_completion:
             return self.get_job_result(external_id, context)
-        if self.array is not None:
-            if self.deferrable:
-                self._defer_until_clean_all(jobids)
-            return self._wait_in_worker_all(hook, jobids)
         if self.deferrable:
-            self._defer_until_clean(jobids[0])
+            self._defer_until_clean(jobids)
+        if self.array is not None:
+            return self._wait_in_worker_for_array(hook, jobids)
         return self._wait_in_worker(hook, jobids[0])
 
     def get_job_result(self, external_id: Any, context: Context) -> int | list[int]:
@@ -432,156 +347,6 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             return list(array_indices(self.array))
         except ValueError as err:
             raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
-
-    def _earlier_try_jobs(
-        self, hook: FluxHook, indices: Sequence[int | None]
-    ) -> int | list[int] | None:
-        """The jobs of the latest earlier try of this task instance, found by the
-        identity they carry, when they run or succeeded; None when a job is to be
-        submitted (none found, or they failed: those left running are cancelled)."""
-        found = self._find_earlier_try_jobs(hook, indices)
-        if found is None:
-            self.log.info("no earlier try of this task submitted a job: submitting")
-            return None
-        try_number, by_index = found
-        jobids = [by_index[index] for index in indices if index in by_index]
-        first = format_jobid(min(by_index.values()))
-        described = f"{len(by_index)} job(s) of try {try_number} ({first} ...)"
-        if len(jobids) != len(indices):
-            # An array cut short by a dying worker: nobody waits on it.
-            self.log.warning("%s: an incomplete array; cancelling it and submitting anew",
-                             described)  # fmt: skip
-            hook.cancel_many(list(by_index.values()), "replaced by a retry: incomplete array")
-            return None
-        status = job_status(hook, jobids)
-        if status in (JOB_ACTIVE, JOB_SUCCEEDED):
-            self.log.info("found %s, submitted before its ID could be stored: %s, not "
-                          "submitting again", described, status)  # fmt: skip
-            return jobids if self.array is not None else jobids[0]
-        self.log.info("found %s: %s; submitting anew", described, status)
-        return None
-
-    def _find_earlier_try_jobs(
-        self, hook: FluxHook, indices: Sequence[int | None]
-    ) -> tuple[int, dict[int | None, int]] | None:
-        """The latest earlier try of this task instance that submitted jobs, and its jobs
-        by array index (see :func:`jobs_of_latest_earlier_try`)."""
-        identity = self._identity
-        if identity.try_number <= 1:
-            return None
-        names = {identity.job_name(number) for number in range(1, identity.try_number)}
-        names.update(self._given_job_names(indices))
-        try:
-            return jobs_of_latest_earlier_try(hook, identity, sorted(names))
-        except OSError as err:
-            raise FluxConnectionFailedError(
-                f"cannot look for the jobs of earlier tries on {hook.describe()}: {err}"
-            ) from err
-
-    def _given_job_names(self, indices: Sequence[int | None]) -> set[str]:
-        """The names the task gives its jobs (``job_name``, per index, or the one in
-        ``jobspec``, parsed once), if it gives any."""
-        if self.jobspec is not None:
-            system = self._parse_jobspec(self.jobspec).get("attributes", {}).get("system", {})
-            name = system.get("job", {}).get("name") if isinstance(system, Mapping) else None
-            return {str(name)} if name else set()
-        if self.job_name is None:
-            return set()
-        return {
-            self.job_name if index is None else substitute_index(self.job_name, index)
-            for index in indices
-        }
-
-    def _deadline_and_timeout(self) -> tuple[float | None, timedelta | None]:
-        """The trigger cancels the jobs on kill and at ``execution_timeout`` (Airflow
-        enforces neither for deferred tasks in a way that reaches Flux); Airflow's own
-        deferral timeout is only a backstop behind the trigger's deadline."""
-        deadline = None
-        timeout = self.execution_timeout
-        if self.cancel_on_kill and timeout is not None:
-            deadline = time.time() + timeout.total_seconds()
-            timeout += timedelta(seconds=CANCEL_GRACE_SECONDS * 2)
-        return deadline, timeout
-
-    def _defer_until_clean(self, jobid: int) -> None:
-        """Wait in the triggerer until the job is clean."""
-        deadline, timeout = self._deadline_and_timeout()
-        self.defer(
-            trigger=FluxJobEventTrigger(
-                jobid=jobid,
-                event="clean",
-                flux_conn_id=self.flux_conn_id,
-                raise_on_exception=False,
-                include_events=["finish", "exception"],
-                cancel_on_kill=self.cancel_on_kill,
-                cancel_reason=self._kill_reason(),
-                deadline=deadline,
-                stream_output=self.stream_output,
-                output_limit=self.output_limit,
-            ),
-            method_name="execute_complete",
-            timeout=timeout,
-        )
-
-    def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
-        """Watch the job here until it is clean, its output lines logged as they come."""
-        events, output = asyncio.run(self._watch_until_clean(hook.get_uri(), jobid))
-        return self._finish(hook, jobid, events, output)
-
-    async def _watch_until_clean(
-        self, uri: str | None, jobid: int
-    ) -> tuple[list[JobEvent], OutputProgress | None]:
-        async def emit(text: str) -> None:
-            self.log.info("%s", text)
-
-        follower = None
-        if self.stream_output:
-            follower = OutputFollower(jobid, uri, self.output_limit, emit)
-        events: list[JobEvent] = []
-
-        def seen(event: JobEvent) -> None:
-            events.append(event)
-            if follower is not None:
-                follower.seen(event)
-
-        try:
-            outcome = await wait_on_job(
-                EventWaitSpec("clean", raise_on_exception=False), jobid, "eventlog", uri=uri,
-                waitcreate=False, reconnect=Reconnect(), log=self.log, seen=seen,
-            )  # fmt: skip
-            output = await follower.close() if follower is not None else None
-        finally:
-            if follower is not None:
-                await follower.cancel()
-        if outcome.reason is not None:
-            raise FluxConnectionFailedError(f"waiting for the job: {outcome.message}")
-        return events, output
-
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None
-    ) -> int | list[int]:
-        """Resume when the job (or every job of the array) is clean: log the output
-        (unless it was logged as it came), then judge how it ended."""
-        if not event:
-            raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
-        hook = FluxHook(self.flux_conn_id)
-        if "jobs" in event:
-            jobids = [int(entry["jobid"]) for entry in event["jobs"]]
-            if event.get("reason") == REASON_TIMED_OUT:
-                self._log_outputs(hook, jobids, self._array_index_of(jobids))
-            if event.get("status") != "success":
-                raise_for_failure(event)
-            return self._finish_array(hook, jobids)
-        output = OutputProgress.from_dict(event.get("output"))
-        if event.get("reason") == REASON_TIMED_OUT and output is None:
-            self._log_output(hook, int(event["jobid"]))
-        if event.get("status") != "success":
-            raise_for_failure(event)
-        jobid = int(event["jobid"])
-        events = [JobEvent.from_flux(e) for e in event.get("events", [])]
-        return self._finish(hook, jobid, events, output)
-
-    # -- job arrays ------------------------------------------------------------------
 
     def _submit(self, hook: FluxHook, indices: Sequence[int | None]) -> list[int]:
         """Submit one job per index (None: a job that is not in an array), all or none;
@@ -603,102 +368,79 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         except (TypeError, ValueError) as err:
             raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
 
-    def _wait_in_worker_all(self, hook: FluxHook, jobids: list[int]) -> list[int]:
-        clean = EventWaitSpec("clean", raise_on_exception=False)
-        pending = list(jobids)
-        while pending:
-            pending = [
-                jobid
-                for jobid in pending
-                if clean.judge_eventlog(*hook.read_eventlog(jobid)) is None
-            ]
-            if pending:
-                time.sleep(self.poll_interval)
+    # -- waiting -----------------------------------------------------------------------
+
+    def _deadline_and_timeout(self) -> tuple[float | None, timedelta | None]:
+        """The trigger cancels the jobs on kill and at ``execution_timeout`` (Airflow
+        enforces neither for deferred tasks in a way that reaches Flux); Airflow's own
+        deferral timeout is only a backstop behind the trigger's deadline."""
+        deadline = None
+        timeout = self.execution_timeout
+        if self.cancel_on_kill and timeout is not None:
+            deadline = time.time() + timeout.total_seconds()
+            timeout += timedelta(seconds=CANCEL_GRACE_SECONDS * 2)
+        return deadline, timeout
+
+    def _defer_until_clean(self, jobids: list[int]) -> None:
+        """Wait in the triggerer until the job (or every job of the array) is clean."""
+        deadline, timeout = self._deadline_and_timeout()
+        until_clean: dict[str, Any] = {
+            "event": "clean",
+            "raise_on_exception": False,
+            "flux_conn_id": self.flux_conn_id,
+            "cancel_on_kill": self.cancel_on_kill,
+            "cancel_reason": self._kill_reason(),
+            "deadline": deadline,
+        }
+        trigger: FluxJobEventTrigger | FluxJobsEventTrigger
+        if self.array is not None:
+            trigger = FluxJobsEventTrigger(jobids, **until_clean)
+        else:
+            trigger = FluxJobEventTrigger(
+                jobids[0], include_events=["finish", "exception"],
+                stream_output=self.stream_output, output_limit=self.output_limit, **until_clean,
+            )  # fmt: skip
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
+
+    def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
+        """Watch the job here until it is clean, its output lines logged as they come."""
+        events, output = asyncio.run(
+            watch_until_clean(
+                jobid, hook.get_uri(), self.output_limit if self.stream_output else None, self.log
+            )
+        )
+        return self._finish(hook, jobid, events, output)
+
+    def _wait_in_worker_for_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
+        """Read the array's eventlogs here every ``poll_interval`` until all are clean."""
+        poll_until_clean(hook, jobids, self.poll_interval)
         return self._finish_array(hook, jobids)
 
-    def _defer_until_clean_all(self, jobids: list[int]) -> None:
-        deadline, timeout = self._deadline_and_timeout()
-        self.defer(
-            trigger=FluxJobsEventTrigger(
-                jobids=jobids,
-                event="clean",
-                flux_conn_id=self.flux_conn_id,
-                raise_on_exception=False,
-                cancel_on_kill=self.cancel_on_kill,
-                cancel_reason=self._kill_reason(),
-                deadline=deadline,
-            ),
-            method_name="execute_complete",
-            timeout=timeout,
-        )
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None
+    ) -> int | list[int]:
+        """Resume when the job (or every job of the array) is clean: log the output
+        (unless it was logged as it came), then judge how it ended."""
+        if not event:
+            raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
+        hook = FluxHook(self.flux_conn_id)
+        if "jobs" in event:
+            jobids = [int(entry["jobid"]) for entry in event["jobs"]]
+            if event.get("reason") == REASON_TIMED_OUT:
+                self._log_outputs(hook, jobids)
+            if event.get("status") != "success":
+                raise_for_failure(event)
+            return self._finish_array(hook, jobids)
+        output = OutputProgress.from_dict(event.get("output"))
+        if event.get("reason") == REASON_TIMED_OUT and output is None:
+            self._log_outputs(hook, [int(event["jobid"])])
+        if event.get("status") != "success":
+            raise_for_failure(event)
+        jobid = int(event["jobid"])
+        events = [JobEvent.from_flux(e) for e in event.get("events", [])]
+        return self._finish(hook, jobid, events, output)
 
-    def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
-        """Judge each job of a clean array as one job is judged; on failure, log a
-        table of how every job ended (the failed ones only, past ``TABLE_ROWS``)."""
-        index_of = self._array_index_of(jobids)
-        self._log_outputs(hook, jobids, index_of)
-        outcomes: list[dict[str, Any]] = []
-        for jobid in jobids:
-            why = job_failure(hook.read_eventlog(jobid)[0])
-            outcomes.append({
-                "jobid": jobid, "index": index_of.get(jobid),
-                "outcome": "succeeded" if why is None else why,
-            })  # fmt: skip
-        failures = [entry for entry in outcomes if entry["outcome"] != "succeeded"]
-        if not failures:
-            self.log.info("all %d Flux jobs of the array completed successfully", len(jobids))
-            return jobids
-        rows = outcomes if len(outcomes) <= TABLE_ROWS else failures
-        table = "\n".join(
-            f"  {entry['index'] if entry['index'] is not None else '':>6}  "
-            f"{format_jobid(entry['jobid']):<14}  {entry['outcome']}"
-            for entry in rows
-        )
-        self.log.error(
-            "%d of %d Flux jobs of the array failed:\n  %6s  %-14s  %s\n%s",
-            len(failures), len(jobids), "index", "job", "outcome", table,
-        )  # fmt: skip
-        named = "; ".join(
-            f"job {format_jobid(e['jobid'])} (index {e['index']}) {e['outcome']}"
-            for e in failures[:10]
-        )
-        more = f"; and {len(failures) - 10} more" if len(failures) > 10 else ""
-        raise FluxJobsFailedError(
-            f"{len(failures)} of {len(jobids)} Flux jobs of the array failed: {named}{more}",
-            outcomes,
-        )
-
-    def _array_index_of(self, jobids: Sequence[int]) -> dict[int, int]:
-        """Each job's index in the array (jobs are submitted in index order)."""
-        indices = array_indices(self.array) if self.array is not None else []
-        return dict(zip(jobids, indices, strict=False))
-
-    def _log_outputs(
-        self, hook: FluxHook, jobids: Sequence[int], index_of: Mapping[int, int]
-    ) -> None:
-        """Each job's output, ``output_limit`` bytes in all."""
-        left = self.output_limit
-        cut = 0
-        for jobid in jobids:
-            try:
-                events, _ = hook.read_eventlog(jobid, "guest.output")
-            except OSError as err:
-                self.log.warning("could not read the output of job %s: %s",
-                                 format_jobid(jobid), err)  # fmt: skip
-                continue
-            text, left_out = format_output(events, left)
-            if text:
-                self.log.info("output of Flux job %s (index %s):\n%s", format_jobid(jobid),
-                              index_of.get(jobid), text)  # fmt: skip
-            left -= len(text.encode())
-            cut += left_out
-        if cut:
-            self.log.warning(
-                "job output cut at output_limit=%d bytes in all: %d more bytes not shown",
-                self.output_limit, cut,
-            )  # fmt: skip
-
-    # -- one job ---------------------------------------------------------------------
+    # -- how the jobs ended ------------------------------------------------------------
 
     def _finish(
         self,
@@ -709,44 +451,34 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     ) -> int:
         """Judge how the clean job ended; log its output first unless ``output`` says
         it was logged as the job wrote it."""
-        job = format_jobid(jobid)
         if output is None:
-            self._log_output(hook, jobid)
+            self._log_outputs(hook, [jobid])
         else:
             cut = f"; {output.cut} bytes cut at output_limit" if output.cut else ""
             self.log.info("output of Flux job %s: %d bytes logged above as the job wrote "
-                          "them%s", job, output.shown, cut)  # fmt: skip
-        fatal = next((e for e in events if e.is_fatal_exception), None)
-        if fatal is not None:
-            ctx = fatal.context
-            raise FluxJobExceptionError(
-                f"Flux job {job}: fatal exception type={ctx.get('type')}: "
-                f"{ctx.get('note') or '(no note)'}",
-                jobid,
-                fatal.to_dict(),
-            )
-        finish = next((e for e in reversed(events) if e.name == "finish"), None)
-        status = int(finish.context.get("status", 0)) if finish else 0
-        if status:
-            code, number, words = describe_wait_status(status)
-            raise FluxJobFailedError(f"Flux job {job} {words}", jobid, code, number)
-        self.log.info("Flux job %s completed successfully", job)
+                          "them%s", format_jobid(jobid), output.shown, cut)  # fmt: skip
+        raise_if_job_failed(jobid, JobEnding.from_events(events))
+        self.log.info("Flux job %s completed successfully", format_jobid(jobid))
         return jobid
 
-    def _log_output(self, hook: FluxHook, jobid: int) -> None:
-        try:
-            events, _ = hook.read_eventlog(jobid, "guest.output")
-        except OSError as err:
-            self.log.warning("could not read the output of job %s: %s", format_jobid(jobid), err)
-            return
-        text, left_out = format_output(events, self.output_limit)
-        if text:
-            self.log.info("output of Flux job %s:\n%s", format_jobid(jobid), text)
-        if left_out:
-            self.log.warning(
-                "job output cut at output_limit=%d bytes: %d more bytes not shown",
-                self.output_limit, left_out,
-            )  # fmt: skip
+    def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
+        """Judge each job of a clean array as one job is judged, after its output."""
+        self._log_outputs(hook, jobids)
+        endings = {jobid: JobEnding.from_events(hook.read_eventlog(jobid)[0]) for jobid in jobids}
+        raise_if_array_failed(endings, self._array_index_of(jobids), self.log)
+        self.log.info("all %d Flux jobs of the array completed successfully", len(jobids))
+        return jobids
+
+    def _array_index_of(self, jobids: Sequence[int]) -> dict[int, int]:
+        """Each job's index in the array (jobs are submitted in index order)."""
+        indices = array_indices(self.array) if self.array is not None else []
+        return dict(zip(jobids, indices, strict=False))
+
+    def _log_outputs(self, hook: FluxHook, jobids: Sequence[int]) -> None:
+        """The jobs' output, read once they are over: ``output_limit`` bytes in all."""
+        log_outputs(hook, jobids, self._array_index_of(jobids), self.output_limit, self.log)
+
+    # -- stopping ----------------------------------------------------------------------
 
     def _kill_reason(self) -> str:
         # One note for kill, clear, mark and execution_timeout: the trigger reuses it.

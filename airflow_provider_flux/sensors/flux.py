@@ -8,13 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_flux.deferral import default_deferrable, raise_for_failure
-from airflow_provider_flux.event_wait import (
-    WAIT_FOR_ALL,
-    EnsembleRule,
-    EventWaitSpec,
-    resolve_eventlog,
-)
+from airflow_provider_flux.config import default_deferrable
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
@@ -23,22 +17,13 @@ from airflow_provider_flux.exceptions import (
     FluxJobNotFoundError,
 )
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.job_output import DEFAULT_OUTPUT_LIMIT
-from airflow_provider_flux.jobid import format_jobid, parse_jobid
-from airflow_provider_flux.jobids import parse_jobids
+from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
+from airflow_provider_flux.job.jobid_list import parse_jobids
+from airflow_provider_flux.job.output import DEFAULT_OUTPUT_LIMIT
 from airflow_provider_flux.triggers.flux import (
-    REASON_EVENTLOG_ENDED,
-    REASON_JOB_EXCEPTION,
-    REASON_NOT_FOUND,
-    REASON_PERMISSION,
-    STATUS_START_IN_WORKER,
     FluxJobEventTrigger,
     FluxJobsEventTrigger,
-    JobOutcome,
-    ensemble_payload,
     is_template,
-    job_event_result,
-    outcome_of,
 )
 from airflow_provider_flux.version_compat import (
     TRIGGER_RENDERS_TEMPLATES,
@@ -49,22 +34,38 @@ from airflow_provider_flux.version_compat import (
     XComArg,
     timezone,
 )
+from airflow_provider_flux.wait.arguments import WaitArguments
+from airflow_provider_flux.wait.ensemble import (
+    WAIT_FOR_ALL,
+    EnsembleRule,
+    ensemble_payload,
+    ensemble_result,
+)
+from airflow_provider_flux.wait.failures import raise_for_failure
+from airflow_provider_flux.wait.outcome import (
+    REASON_EVENTLOG_ENDED,
+    REASON_JOB_EXCEPTION,
+    REASON_NOT_FOUND,
+    REASON_PERMISSION,
+    STATUS_START_IN_WORKER,
+    JobOutcome,
+    job_event_result,
+    outcome_of,
+)
+from airflow_provider_flux.wait.spec import EventWaitSpec
 
 
 class FluxEventSensorBase(BaseSensorOperator):
     """What the job event sensors share: the event to wait for, on which eventlog, and
     the rules for deferring. Bad values fail the task at once, without retry.
 
-    :param event: the event to wait for (templated): ``alloc``, ``start``, ``finish``,
-        ``clean``, ``exception``; in ``guest.exec.eventlog``: ``shell.start``, ``complete``.
-    :param eventlog: ``eventlog`` (default), a guest eventlog path, or a short name as
-        ``flux job wait-event -p`` takes: ``exec``, ``output``, ``input`` (templated).
+    :param event: ``eventlog``, ``match_context``, ``raise_on_exception``, ``count``,
+        ``waitcreate``: the wait, as :class:`~airflow_provider_flux.wait.WaitArguments`
+        describes it (``event``, ``eventlog`` and ``match_context`` are templated;
+        ``waitcreate`` applies in deferrable mode).
     :param flux_conn_id: the ``flux`` Airflow connection.
-    :param match_context: key/values the event's context must contain (templated).
-    :param raise_on_exception: fail on a fatal job exception before the event.
-    :param count: wait for the ``count``-th matching event (``flux job wait-event --count``).
-    :param waitcreate: wait for a guest eventlog that does not exist yet (deferrable mode).
-    :param deferrable: defer to the triggerer (default True; see :func:`default_deferrable`).
+    :param deferrable: defer to the triggerer (default True; see
+        :func:`~airflow_provider_flux.config.default_deferrable`).
     """
 
     ui_color = "#e8f4fc"
@@ -92,20 +93,24 @@ class FluxEventSensorBase(BaseSensorOperator):
         self.count = count
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def _spec(self) -> EventWaitSpec:
-        """The wait, once the templated fields are rendered; bad ones fail without retry."""
+    def _wait_arguments(self, eventlog: str | None = None) -> WaitArguments:
+        """The wait as given (with ``eventlog`` resolved, when given)."""
+        return WaitArguments(
+            self.event, eventlog or self.eventlog, self.match_context, self.raise_on_exception,
+            self.count, self.waitcreate,
+        )  # fmt: skip
+
+    def _resolved_wait(self) -> tuple[EventWaitSpec, str]:
+        """The wait and its eventlog path, once the templated fields are rendered; bad
+        ones fail without retry."""
         try:
-            return EventWaitSpec(
-                self.event, self.match_context, self.raise_on_exception, self.count
-            )
+            return self._wait_arguments().resolve()
         except ValueError as err:
             raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
 
-    def _eventlog(self) -> str:
-        try:
-            return resolve_eventlog(self.eventlog)
-        except ValueError as err:
-            raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
+    def _trigger_kwargs(self, eventlog: str) -> dict[str, Any]:
+        """What every trigger of a sensor is given: the wait and the connection."""
+        return {**self._wait_arguments(eventlog).to_kwargs(), "flux_conn_id": self.flux_conn_id}
 
     def _time_left(self, context: Context) -> timedelta:
         """What remains of the sensor ``timeout`` since this try started."""
@@ -190,7 +195,7 @@ class FluxJobEventSensor(FluxEventSensorBase):
         if self.start_from_trigger:
             self.start_trigger_args = dataclasses.replace(
                 self.start_trigger_args,
-                trigger_kwargs=self._trigger_kwargs(self.jobid, self.eventlog),
+                trigger_kwargs=self._job_trigger_kwargs(self.jobid, self.eventlog),
                 timeout=timedelta(seconds=self.timeout),
             )
 
@@ -212,21 +217,15 @@ class FluxJobEventSensor(FluxEventSensorBase):
                 )
             return None
         try:
-            FluxJobEventTrigger(**self._trigger_kwargs(self.jobid, self.eventlog))
+            FluxJobEventTrigger(**self._job_trigger_kwargs(self.jobid, self.eventlog))
         except (TypeError, ValueError) as err:
             return f"its arguments are not a valid wait ({err}); the worker fails it"
         return None
 
-    def _trigger_kwargs(self, jobid: Any, eventlog: str) -> dict[str, Any]:
+    def _job_trigger_kwargs(self, jobid: Any, eventlog: str) -> dict[str, Any]:
         return {
+            **self._trigger_kwargs(eventlog),
             "jobid": jobid,
-            "event": self.event,
-            "eventlog": eventlog,
-            "flux_conn_id": self.flux_conn_id,
-            "match_context": self.match_context,
-            "raise_on_exception": self.raise_on_exception,
-            "waitcreate": self.waitcreate,
-            "count": self.count,
             "end_from_trigger": self.end_from_trigger,
             "xcom_push": self.do_xcom_push,
             "stream_output": self.stream_output,
@@ -244,14 +243,14 @@ class FluxJobEventSensor(FluxEventSensorBase):
             self.log.info("started in a worker, not the triggerer: %s", self.start_in_worker_reason)
         jobid = self._validated_jobid()
         # Bad input fails here, before deferring.
-        spec, eventlog = self._spec(), self._eventlog()
+        spec, eventlog = self._resolved_wait()
         if not self.deferrable:
             if self.stream_output:
                 self.log.warning("stream_output: no live output in poke mode (not deferrable)")
             return super().execute(context)
         self.log.info("deferring until %s of Flux job %s", spec.describe(), format_jobid(jobid))
         self.defer(
-            trigger=FluxJobEventTrigger(**self._trigger_kwargs(jobid, eventlog)),
+            trigger=FluxJobEventTrigger(**self._job_trigger_kwargs(jobid, eventlog)),
             method_name="execute_complete",
             timeout=self._time_left(context),
         )
@@ -265,7 +264,7 @@ class FluxJobEventSensor(FluxEventSensorBase):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
-        spec, eventlog = self._spec(), self._eventlog()
+        spec, eventlog = self._resolved_wait()
         outcome = _poke_job(FluxHook(self.flux_conn_id), spec, jobid, eventlog)
         if outcome is None:
             return False
@@ -355,22 +354,16 @@ class FluxJobsEventSensor(FluxEventSensorBase):
 
     def execute(self, context: Context) -> Any:
         # Bad input fails here, before deferring.
-        (jobids, rule), spec, eventlog = self._validated(), self._spec(), self._eventlog()
+        (jobids, rule), (spec, eventlog) = self._validated(), self._resolved_wait()
         if not self.deferrable:
             return super().execute(context)
         self.log.info("deferring until %s of %s", spec.describe(), rule.describe())
         self.defer(
             trigger=FluxJobsEventTrigger(
-                jobids=jobids,
-                event=self.event,
-                eventlog=eventlog,
-                flux_conn_id=self.flux_conn_id,
-                match_context=self.match_context,
-                raise_on_exception=self.raise_on_exception,
-                count=self.count,
-                waitcreate=self.waitcreate,
+                jobids,
                 wait_for=self.wait_for,
                 max_failures=self.max_failures,
+                **self._trigger_kwargs(eventlog),
             ),
             method_name="execute_complete",
             timeout=self._time_left(context),
@@ -378,10 +371,10 @@ class FluxJobsEventSensor(FluxEventSensorBase):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: return each job's outcome, or fail with why."""
-        return _ensemble_result(self._checked(event))
+        return ensemble_result(self._checked(event))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        (jobids, rule), spec, eventlog = self._validated(), self._spec(), self._eventlog()
+        (jobids, rule), (spec, eventlog) = self._validated(), self._resolved_wait()
         hook = FluxHook(self.flux_conn_id)
         outcomes: dict[int, JobOutcome] = {}
         for jobid in jobids:
@@ -393,14 +386,4 @@ class FluxJobsEventSensor(FluxEventSensorBase):
         if decision is None:
             return False
         payload = ensemble_payload(spec, rule, eventlog, jobids, outcomes, decision)
-        return PokeReturnValue(is_done=True, xcom_value=_ensemble_result(self._checked(payload)))
-
-
-def _ensemble_result(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The XCom value of a wait on many jobs: its counts and each job's outcome."""
-    return {
-        "matched": event["matched"],
-        "failed": event["failed"],
-        "pending": event["pending"],
-        "jobs": [{**entry, "job": format_jobid(entry["jobid"])} for entry in event["jobs"]],
-    }
+        return PokeReturnValue(is_done=True, xcom_value=ensemble_result(self._checked(payload)))

@@ -11,7 +11,7 @@ it through :mod:`airflow_provider_flux.testing.bindings`, a stand-in for the par
 of the ``flux`` package it uses, selected by the ``sim://`` URI scheme.
 """
 
-from airflow_provider_flux.testing.instance import LocalFluxInstance, SimulatedFlux
+from airflow_provider_flux.testing.flux_processes import LocalFluxInstance, SimulatedFlux
 from airflow_provider_flux.testing.scenarios import load_scenario, scenario_names
 
 __all__ = ["LocalFluxInstance", "SimulatedFlux", "load_scenario", "scenario_names"]

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from airflow_provider_flux.testing.broker import SimulatedBroker
-from airflow_provider_flux.testing.instance import SimulatedFlux
+from airflow_provider_flux.testing.flux_processes import SimulatedFlux
 from airflow_provider_flux.testing.scenarios import scenario_names
 
 

@@ -12,7 +12,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.dag_processing.dagbag import DagBag
 
 
 def configure_airflow_home(home: str | Path) -> Path:
@@ -61,8 +64,6 @@ def run_dag(
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from airflow_provider_flux.version_compat import dag_bag_class
-
     dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     target = dags_folder / Path(dag_file).name
     shutil.copy(dag_file, target)
@@ -101,10 +102,33 @@ def _serialize_if_new(bag: Any, dag_id: str) -> None:
     from airflow.models.dag_version import DagVersion
     from airflow.utils.session import create_session
 
-    from airflow_provider_flux.version_compat import sync_dag_bag_to_db
-
     if DagVersion.get_version(dag_id) is not None:
         return
     with create_session() as session:
         DagBundlesManager().sync_bundles_to_db(session=session)
     sync_dag_bag_to_db(bag, "dags-folder")
+
+
+def dag_bag_class() -> type[DagBag]:
+    """Airflow's ``DagBag`` (imported on demand: it loads the ORM models), where the
+    running Airflow keeps it (it moved to ``airflow.dag_processing.dagbag`` in 3.2)."""
+    from airflow_provider_flux.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined,unused-ignore]
+    return DagBag
+
+
+def sync_dag_bag_to_db(bag: DagBag, bundle_name: str) -> None:
+    """Serialize the bag's DAGs into the metadata database, as the DAG processor does."""
+    from airflow_provider_flux.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    else:
+        from airflow.models.dagbag import (  # type: ignore[no-redef,attr-defined,unused-ignore]
+            sync_bag_to_db,
+        )
+    sync_bag_to_db(bag, bundle_name, None)

@@ -23,15 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.instance_events import (
-    EventBatch,
-    Frontier,
-    InstanceEvent,
-    instance_events,
-    instance_history,
-)
-from airflow_provider_flux.job_event_filter import JobEventFilter
-from airflow_provider_flux.triggers.flux import log_off_loop
+from airflow_provider_flux.instance_events.filter import JobEventFilter
+from airflow_provider_flux.instance_events.frontier import Frontier
+from airflow_provider_flux.instance_events.model import EventBatch, InstanceEvent
+from airflow_provider_flux.instance_events.sources import instance_events, instance_history
+from airflow_provider_flux.triggers.base import log_off_loop
 from airflow_provider_flux.version_compat import BaseEventTrigger, TriggerEvent
 
 DEFAULT_POLL_INTERVAL = 5.0

@@ -18,8 +18,8 @@ from airflow_provider_flux.aio import (
     watch,
 )
 from airflow_provider_flux.aio.connection import acquire, release
-from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.triggers.flux import cancel_jobs
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.triggers.base import cancel_jobs
 from tests.flux_instances import FluxTestInstance
 
 MAIN_LIFECYCLE = ["submit", "validate", "depend", "priority", "alloc", "start", "finish",

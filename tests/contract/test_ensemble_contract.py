@@ -50,7 +50,7 @@ async def test_all_of_50_fails_on_a_cancelled_job_with_its_note(
     instance: FluxTestInstance,
 ) -> None:
     jobids = await held_jobs(instance)
-    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, "start")))
+    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, event="start")))
     await asyncio.to_thread(instance.cancel, jobids[7], "bad parameters")
     payload = await waiting
     assert payload["status"] == "error"
@@ -69,7 +69,9 @@ async def test_all_of_50_with_one_failure_allowed_succeeds_listing_it(
     instance: FluxTestInstance,
 ) -> None:
     jobids = await held_jobs(instance)
-    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, "start", max_failures=1)))
+    waiting = asyncio.create_task(
+        outcome(FluxJobsEventTrigger(jobids, event="start", max_failures=1))
+    )
     await asyncio.to_thread(instance.cancel, jobids[3], "one bad sample")
     await release(instance, [j for j in jobids if j != jobids[3]])
     payload = await waiting
@@ -85,7 +87,9 @@ async def test_all_of_50_with_one_failure_allowed_succeeds_listing_it(
 async def test_any_of_50_succeeds_on_the_first_job_to_start(instance: FluxTestInstance) -> None:
     jobids = await held_jobs(instance)
     before = await asyncio.to_thread(instance.watchers)
-    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, "start", wait_for="any")))
+    waiting = asyncio.create_task(
+        outcome(FluxJobsEventTrigger(jobids, event="start", wait_for="any"))
+    )
     assert await wait_for_watchers(instance, before + JOBS) == before + JOBS
     await release(instance, [jobids[21]])
     payload = await waiting
@@ -102,7 +106,7 @@ async def test_at_least_40_of_50_ends_at_the_40th_and_cancels_the_other_watches(
 ) -> None:
     jobids = await held_jobs(instance)
     before = await asyncio.to_thread(instance.watchers)
-    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, "start", wait_for=40)))
+    waiting = asyncio.create_task(outcome(FluxJobsEventTrigger(jobids, event="start", wait_for=40)))
     assert await wait_for_watchers(instance, before + JOBS) == before + JOBS
     await release(instance, jobids[:40])
     payload = await waiting
@@ -119,7 +123,7 @@ async def test_at_least_n_fails_as_soon_as_too_few_can_still_match(
 ) -> None:
     jobids = await held_jobs(instance, 5)
     waiting = asyncio.create_task(
-        outcome(FluxJobsEventTrigger(jobids, "start", wait_for=4, max_failures=3))
+        outcome(FluxJobsEventTrigger(jobids, event="start", wait_for=4, max_failures=3))
     )
     for jobid in jobids[:2]:
         await asyncio.to_thread(instance.cancel, jobid, "gone")
@@ -135,7 +139,7 @@ async def test_the_deadline_cancels_the_jobs_still_running_and_fails_as_timed_ou
 ) -> None:
     jobids = await held_jobs(instance, 3)
     trigger = FluxJobsEventTrigger(
-        jobids, "clean", raise_on_exception=False, cancel_reason="too slow",
+        jobids, event="clean", raise_on_exception=False, cancel_reason="too slow",
         deadline=time.time() + 1.0,
     )  # fmt: skip
     payload = await outcome(trigger)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.jobid import format_jobid
+from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.testing.deployment import (
     AirflowDeployment,
     wait_until,

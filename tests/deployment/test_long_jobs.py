@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.task_identity import IDENTITY_ATTRIBUTE, TaskIdentity
+from airflow_provider_flux.operators.durable import IDENTITY_ATTRIBUTE, TaskIdentity
 from airflow_provider_flux.testing.deployment import AirflowDeployment, wait_until
 from tests.deployment.conftest import Deployment
 from tests.flux_instances import FluxTestInstance

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_flux.testing.dag_test import run_dag, use_flux_connection
-from airflow_provider_flux.version_compat import dag_bag_class
+from airflow_provider_flux.testing.dag_test import dag_bag_class, run_dag, use_flux_connection
 from tests.flux_instances import FluxTestInstance
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "example_dags").glob("*.py"))

@@ -44,7 +44,7 @@ def test_success_pushes_the_event_to_xcom(instance: FluxTestInstance) -> None:
 
 
 def test_job_id_in_any_encoding(instance: FluxTestInstance) -> None:
-    from airflow_provider_flux.jobid import format_jobid
+    from airflow_provider_flux.job.jobid import format_jobid
 
     jobid = instance.completed_job()
     result = run("flux_wait", jobid=format_jobid(jobid, "words"), event="clean")
@@ -253,7 +253,7 @@ def test_many_jobs_with_one_failure_allowed_list_it(instance: FluxTestInstance) 
 
 
 def test_many_jobs_as_f58_text_from_the_run_conf(instance: FluxTestInstance) -> None:
-    from airflow_provider_flux.jobid import format_jobid
+    from airflow_provider_flux.job.jobid import format_jobid
 
     jobids = [instance.completed_job() for _ in range(2)]
     result = run("flux_wait_many", jobids=[format_jobid(j) for j in jobids], event="clean")

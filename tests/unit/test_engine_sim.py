@@ -17,7 +17,7 @@ from airflow_provider_flux.aio import (
 from airflow_provider_flux.aio.connection import FluxConnection, acquire, release
 from airflow_provider_flux.aio.errors import watch_error
 from airflow_provider_flux.aio.watch import Reconnect
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.testing import SimulatedFlux
 from tests.polling import broker_watchers
 

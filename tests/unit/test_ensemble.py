@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.event_wait import EnsembleRule
-from airflow_provider_flux.jobid import format_jobid
-from airflow_provider_flux.jobids import pack_jobids, parse_jobids, unpack_jobids
+from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.jobid_list import pack_jobids, parse_jobids, unpack_jobids
 from airflow_provider_flux.triggers.flux import FluxJobsEventTrigger
+from airflow_provider_flux.wait.ensemble import EnsembleRule
 
 CLASSPATH = "airflow_provider_flux.triggers.flux.FluxJobsEventTrigger"
 # MySQL's TEXT, the smallest column Airflow's metadata databases give trigger kwargs.
@@ -126,7 +126,7 @@ def test_rules_describe_themselves() -> None:
 def test_serialize_round_trips(count: int) -> None:
     jobids = array_jobids(count)
     trigger = FluxJobsEventTrigger(
-        [format_jobid(j) for j in jobids], "finish", eventlog="exec", flux_conn_id="hpc",
+        [format_jobid(j) for j in jobids], event="finish", eventlog="exec", flux_conn_id="hpc",
         match_context={"status": 0}, raise_on_exception=False, count=2, waitcreate=True,
         wait_for=2, max_failures=1, reconnect_attempts=3,
     )  # fmt: skip
@@ -143,7 +143,7 @@ def test_serialize_round_trips(count: int) -> None:
 def test_10000_jobs_fit_one_row_of_airflow_s_trigger_table() -> None:
     from airflow.models.trigger import Trigger
 
-    trigger = FluxJobsEventTrigger(array_jobids(10_000), "clean", wait_for=9_000)
+    trigger = FluxJobsEventTrigger(array_jobids(10_000), event="clean", wait_for=9_000)
     stored = Trigger.encrypt_kwargs(trigger.serialize()[1])
     assert len(stored) < TRIGGER_ROW_LIMIT
     assert Trigger._decrypt_kwargs(stored)["jobids"] == trigger.serialize()[1]["jobids"]

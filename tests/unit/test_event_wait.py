@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.event_wait import (
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.testing import load_scenario, scenario_names
+from airflow_provider_flux.wait.spec import (
     EventWaitSpec,
     context_value_matches,
     resolve_eventlog,
 )
-from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.testing import load_scenario, scenario_names
 from tests.semantics_table import CASES, Row, case_id
 
 

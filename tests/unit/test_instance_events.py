@@ -7,20 +7,21 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.aio.instance import SENTINEL_ID, JournalResponse
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.aio.journal import SENTINEL_ID, JournalResponse
 from airflow_provider_flux.instance_events import (
     LATE_EVENT_SECONDS,
     SOURCE_JOB_LIST,
     EventBatch,
     Frontier,
     InstanceEvent,
-    JobInfo,
+    JobEventFilter,
+    JobSummary,
     JournalReader,
-    by_timestamp,
     job_list_events,
 )
-from airflow_provider_flux.job_event_filter import JobEventFilter, exit_code
+from airflow_provider_flux.instance_events.sources import by_timestamp
+from airflow_provider_flux.job.ending import exit_code
+from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.triggers.instance import FluxInstanceEventTrigger
 
 SUBMIT = {"userid": 1000, "urgency": 16, "flags": 0, "version": 1}
@@ -41,9 +42,9 @@ def jobspec(name: str | None = None, queue: str | None = None) -> dict[str, Any]
 
 
 def item(
-    name: str, at: float = 1.0, jobid: int = 7, job: JobInfo | None = None, **ctx: Any
+    name: str, at: float = 1.0, jobid: int = 7, job: JobSummary | None = None, **ctx: Any
 ) -> InstanceEvent:
-    return InstanceEvent(jobid, JobEvent(name, at, ctx), job or JobInfo("sim-1", "batch", 1000))
+    return InstanceEvent(jobid, JobEvent(name, at, ctx), job or JobSummary("sim-1", "batch", 1000))
 
 
 # -- the filter ---------------------------------------------------------------------
@@ -53,10 +54,10 @@ def test_a_filter_matches_name_pattern_queue_and_user() -> None:
     wanted = JobEventFilter.from_arguments("finish", job_name="sim-*", queue="batch", userid=1000)
     assert wanted.matches(item("finish", status=0))
     assert not wanted.matches(item("start"))
-    assert not wanted.matches(item("finish", job=JobInfo("post-1", "batch", 1000), status=0))
-    assert not wanted.matches(item("finish", job=JobInfo("sim-1", "debug", 1000), status=0))
-    assert not wanted.matches(item("finish", job=JobInfo("sim-1", "batch", 1001), status=0))
-    assert not wanted.matches(item("finish", job=JobInfo(None, None, None), status=0))
+    assert not wanted.matches(item("finish", job=JobSummary("post-1", "batch", 1000), status=0))
+    assert not wanted.matches(item("finish", job=JobSummary("sim-1", "debug", 1000), status=0))
+    assert not wanted.matches(item("finish", job=JobSummary("sim-1", "batch", 1001), status=0))
+    assert not wanted.matches(item("finish", job=JobSummary(None, None, None), status=0))
 
 
 def test_exit_codes_read_the_wait_status_and_signals_exit_128_plus_n() -> None:
@@ -120,7 +121,7 @@ def test_a_job_list_entry_gives_the_events_of_the_job_in_order() -> None:
     assert len({e.position for e in events}) == len(events)
     finish = events[3]
     assert finish.event.context == {"status": 3 << 8}
-    assert finish.job == JobInfo("sim-2", "batch", 1000)
+    assert finish.job == JobSummary("sim-2", "batch", 1000)
     assert events[4].event.context == {"type": "timeout", "severity": 0, "note": "ran out of time"}
     assert all(e.source == SOURCE_JOB_LIST for e in events)
 
@@ -167,14 +168,14 @@ async def test_the_journal_backlog_comes_out_sorted_at_the_sentinel_with_each_jo
         (1, "submit"), (2, "submit"), (2, "clean"), (1, "start"),
     ]  # fmt: skip
     # A job without a name attribute is named after its command, as flux jobs does.
-    assert history.events[0].job == JobInfo("sim-app", "q", 1000)
+    assert history.events[0].job == JobSummary("sim-app", "q", 1000)
     live = reader.feed(JournalResponse(1, events(("finish", 8.0))))
     assert live == EventBatch(
-        (InstanceEvent(1, JobEvent("finish", 8.0), JobInfo("sim-app", "q", 1000)),)
+        (InstanceEvent(1, JobEvent("finish", 8.0), JobSummary("sim-app", "q", 1000)),)
     )
     new = reader.feed(JournalResponse(3, events(("submit", 9.0), userid=42), jobspec("c")))
     assert new is not None
-    assert new.events[0].job == JobInfo("c", None, 42)
+    assert new.events[0].job == JobSummary("c", None, 42)
 
 
 def test_an_empty_instance_has_an_empty_history_at_the_origin() -> None:

@@ -7,8 +7,9 @@ from contextlib import aclosing
 from typing import Any
 
 from airflow_provider_flux.aio import watch
-from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.job_output import OutputFollower, OutputLines, OutputProgress
+from airflow_provider_flux.aio.output_follower import OutputFollower
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.output import OutputLines, OutputProgress
 from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux, job

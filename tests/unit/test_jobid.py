@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux._fluid_tables import (
+from airflow_provider_flux.job._fluid_tables import (
     BASEMOJI,
     MNEMONIC_REMAINDER_WORDS,
     MNEMONIC_WORDS,
 )
-from airflow_provider_flux.jobid import ENCODINGS, format_jobid, parse_jobid
+from airflow_provider_flux.job.jobid import ENCODINGS, format_jobid, parse_jobid
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "flux-jobid-vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))

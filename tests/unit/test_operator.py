@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_flux.events import JobEvent, describe_wait_status
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.jobid import parse_jobid
+from airflow_provider_flux.job.ending import describe_wait_status
+from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.jobid import parse_jobid
+from airflow_provider_flux.job.output import format_output
 from airflow_provider_flux.jobspec import array_indices
-from airflow_provider_flux.operators.flux import (
-    FluxSubmitJobOperator,
-    format_output,
-)
+from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
 from airflow_provider_flux.testing import SimulatedFlux, load_scenario
 from airflow_provider_flux.testing.bindings import Flux, job
 from airflow_provider_flux.testing.dag_test import use_flux_connection

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobspec import jobspec_from_command, set_attribute
-from airflow_provider_flux.task_identity import (
+from airflow_provider_flux.operators.durable import (
     IDENTITY_ATTRIBUTE,
     TaskIdentity,
     follows_a_clear,

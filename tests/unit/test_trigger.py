@@ -18,12 +18,10 @@ from airflow_provider_flux.aio import connection_stats
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
-from airflow_provider_flux.triggers import flux as triggers_module
-from airflow_provider_flux.triggers.flux import (
-    UNKNOWN_STATE,
-    FluxJobEventTrigger,
-    finish_despite_cancels,
-)
+from airflow_provider_flux.triggers import base as trigger_base
+from airflow_provider_flux.triggers.base import finish_despite_cancels
+from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
+from airflow_provider_flux.triggers.task_instance import UNKNOWN_STATE
 from airflow_provider_flux.version_compat import (
     TRIGGER_ON_KILL_SUPPORTED,
     TaskSuccessEvent,
@@ -94,8 +92,11 @@ def test_serialize_round_trips() -> None:
 
 
 def test_short_eventlog_names_are_stored_as_their_paths() -> None:
-    assert FluxJobEventTrigger(1, "shell.start", eventlog="exec").eventlog == "guest.exec.eventlog"
-    assert FluxJobEventTrigger(1, "data", eventlog="output").serialize()[1]["eventlog"] == (
+    assert (
+        FluxJobEventTrigger(1, event="shell.start", eventlog="exec").eventlog
+        == "guest.exec.eventlog"
+    )
+    assert FluxJobEventTrigger(1, event="data", eventlog="output").serialize()[1]["eventlog"] == (
         "guest.output"
     )
 
@@ -103,7 +104,7 @@ def test_short_eventlog_names_are_stored_as_their_paths() -> None:
 @pytest.mark.parametrize("key", ["R", "jobspec", "J"])
 def test_keys_that_are_not_eventlogs_are_refused_when_built(key: str) -> None:
     with pytest.raises(ValueError, match=f"eventlog '{key}' is not an eventlog of a job"):
-        FluxJobEventTrigger(1, "start", eventlog=key)
+        FluxJobEventTrigger(1, event="start", eventlog=key)
 
 
 def test_bad_job_id_is_refused_when_built() -> None:
@@ -116,7 +117,7 @@ async def test_outcome_per_scenario(flux_default: SimulatedFlux, row: Row) -> No
     scenario, eventlog, event, match, raise_exc, expected = row
     jobid = await asyncio.to_thread(flux_default.submit, scenario)
     trigger = FluxJobEventTrigger(
-        jobid, event, eventlog=eventlog, match_context=match, raise_on_exception=raise_exc
+        jobid, event=event, eventlog=eventlog, match_context=match, raise_on_exception=raise_exc
     )
     payload = await first_event(trigger)
     assert payload["jobid"] == jobid
@@ -139,7 +140,7 @@ async def test_outcome_per_scenario(flux_default: SimulatedFlux, row: Row) -> No
 
 
 async def test_unknown_job(flux_default: SimulatedFlux) -> None:
-    payload = await first_event(FluxJobEventTrigger(424242, "start"))
+    payload = await first_event(FluxJobEventTrigger(424242, event="start"))
     assert payload["reason"] == "not_found"
     assert payload["errno"] == errno.ENOENT
     assert "does not exist" in payload["message"]
@@ -147,14 +148,14 @@ async def test_unknown_job(flux_default: SimulatedFlux) -> None:
 
 async def test_job_of_another_user(flux_default: SimulatedFlux) -> None:
     jobid = await asyncio.to_thread(flux_default.submit, "success", private=True)
-    payload = await first_event(FluxJobEventTrigger(jobid, "start"))
+    payload = await first_event(FluxJobEventTrigger(jobid, event="start"))
     assert payload["reason"] == "permission"
     assert payload["errno"] == errno.EPERM
 
 
 async def test_unreachable_instance(airflow_db: str, tmp_path: Any) -> None:
     use_flux_connection(f"sim://{tmp_path}/no-broker-here")
-    payload = await first_event(FluxJobEventTrigger(1, "start", reconnect_attempts=0))
+    payload = await first_event(FluxJobEventTrigger(1, event="start", reconnect_attempts=0))
     assert payload["reason"] == "connection"
     assert "cannot connect" in payload["message"]
 
@@ -163,7 +164,7 @@ async def test_cancelled_trigger_cancels_its_watch_on_the_broker(
     flux_default: SimulatedFlux,
 ) -> None:
     jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
-    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, "start")))
+    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, event="start")))
     await broker_watchers(flux_default, 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -178,7 +179,7 @@ async def test_recreated_trigger_finds_an_event_that_happened_meanwhile(
 ) -> None:
     """A triggerer restart: the event came while no trigger ran; the replay finds it."""
     jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
-    _, kwargs = FluxJobEventTrigger(jobid, "start").serialize()
+    _, kwargs = FluxJobEventTrigger(jobid, event="start").serialize()
     first = asyncio.create_task(first_event(FluxJobEventTrigger(**kwargs)))
     await asyncio.sleep(0.2)
     first.cancel()
@@ -191,7 +192,7 @@ async def test_recreated_trigger_finds_an_event_that_happened_meanwhile(
 
 async def test_waiting_through_a_lost_connection(flux_default: SimulatedFlux) -> None:
     jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="start")
-    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, "start")))
+    task = asyncio.create_task(first_event(FluxJobEventTrigger(jobid, event="start")))
     await broker_watchers(flux_default, 1)
     await asyncio.to_thread(flux_default.drop_connections)
     await asyncio.to_thread(flux_default.release, jobid)
@@ -215,7 +216,7 @@ async def test_logs_each_event_at_debug_and_the_outcome_at_info(
     flux_default: SimulatedFlux, debug_logs: list[dict[str, Any]]
 ) -> None:
     jobid = await asyncio.to_thread(flux_default.submit, "nonfatal-exception")
-    await first_event(FluxJobEventTrigger(jobid, "clean"))
+    await first_event(FluxJobEventTrigger(jobid, event="clean"))
     records = [(entry["log_level"], entry["event"]) for entry in debug_logs]
     debug = [msg for level, msg in records if level == "debug"]
     info = [msg for level, msg in records if level == "info"]
@@ -259,7 +260,7 @@ async def kill(
     """Stop a trigger of a running job the way ``stop`` does, with the task in ``state``;
     the job's exception events afterwards."""
     jobid = await asyncio.to_thread(sim.submit, "success", hold_before="finish")
-    trigger = TriggerSeeingState(jobid, "clean", **kwargs)
+    trigger = TriggerSeeingState(jobid, event="clean", **kwargs)
     trigger.state = state
     trigger.xcom_jobid = jobid if xcom_jobid == OWN_JOB else xcom_jobid
     await stop(trigger)
@@ -314,7 +315,7 @@ async def test_cleanup_cancels_a_killed_task_s_job_only_where_airflow_has_no_on_
     on_kill_supported: bool,
     cancels: int,
 ) -> None:
-    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", on_kill_supported)
+    monkeypatch.setattr(trigger_base, "TRIGGER_ON_KILL_SUPPORTED", on_kill_supported)
     exceptions = await kill(
         flux_default, "failed", stop=FluxJobEventTrigger.cleanup, cancel_on_kill=True
     )
@@ -332,7 +333,7 @@ async def test_cleanup_without_on_kill_leaves_a_still_deferred_job_running(
     state: str,
     xcom_jobid: int | None,
 ) -> None:
-    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", False)
+    monkeypatch.setattr(trigger_base, "TRIGGER_ON_KILL_SUPPORTED", False)
     exceptions = await kill(
         flux_default, state, xcom_jobid, stop=FluxJobEventTrigger.cleanup, cancel_on_kill=True
     )
@@ -342,9 +343,9 @@ async def test_cleanup_without_on_kill_leaves_a_still_deferred_job_running(
 async def test_cleanup_after_the_trigger_fired_leaves_the_job_alone(
     flux_default: SimulatedFlux, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(triggers_module, "TRIGGER_ON_KILL_SUPPORTED", False)
+    monkeypatch.setattr(trigger_base, "TRIGGER_ON_KILL_SUPPORTED", False)
     jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="finish")
-    trigger = TriggerSeeingState(jobid, "start", cancel_on_kill=True)
+    trigger = TriggerSeeingState(jobid, event="start", cancel_on_kill=True)
     trigger.state = "success"  # the task resumed and finished after the event
     assert (await first_event(trigger))["status"] == "success"
     await trigger.cleanup()
@@ -368,7 +369,7 @@ async def test_the_triggerer_s_kill_sequence_cancels_the_job_once(
 
 
 async def test_task_state_and_jobid_are_unknown_outside_a_triggerer() -> None:
-    trigger = FluxJobEventTrigger(1, "clean", cancel_on_kill=True)
+    trigger = FluxJobEventTrigger(1, event="clean", cancel_on_kill=True)
     trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
         dag_id="d", task_id="t", run_id="r", map_index=-1
     )
@@ -379,7 +380,7 @@ async def test_task_state_and_jobid_are_unknown_outside_a_triggerer() -> None:
 async def test_deadline_cancels_the_job_and_fails_as_timed_out(flux_default: SimulatedFlux) -> None:
     jobid = await asyncio.to_thread(flux_default.submit, "success", hold_before="finish")
     trigger = FluxJobEventTrigger(
-        jobid, "clean", raise_on_exception=False, cancel_reason="too slow",
+        jobid, event="clean", raise_on_exception=False, cancel_reason="too slow",
         deadline=time.time() + 0.5, include_events=["exception"],
     )  # fmt: skip
     payload = await first_event(trigger)
@@ -401,12 +402,12 @@ async def test_ends_a_successful_wait_in_the_triggerer_with_the_result_as_xcom(
     flux_default: SimulatedFlux,
 ) -> None:
     jobid = flux_default.submit("success")
-    event = await run_to_end(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    event = await run_to_end(FluxJobEventTrigger(jobid, event="finish", end_from_trigger=True))
     assert isinstance(event, TaskSuccessEvent)
     assert event.xcoms is not None
     result = event.xcoms["return_value"]
     assert (result["name"], result["jobid"], result["context"]) == ("finish", jobid, {"status": 0})
-    quiet = FluxJobEventTrigger(jobid, "finish", end_from_trigger=True, xcom_push=False)
+    quiet = FluxJobEventTrigger(jobid, event="finish", end_from_trigger=True, xcom_push=False)
     event = await run_to_end(quiet)
     assert isinstance(event, TaskSuccessEvent)
     assert event.xcoms is None
@@ -416,7 +417,7 @@ async def test_a_failed_wait_resumes_the_task_even_when_ending_from_the_trigger(
     flux_default: SimulatedFlux,
 ) -> None:
     jobid = flux_default.submit("cancel-running")
-    event = await run_to_end(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    event = await run_to_end(FluxJobEventTrigger(jobid, event="finish", end_from_trigger=True))
     assert not isinstance(event, TaskSuccessEvent)
     assert event.payload["reason"] == "job_exception"
 
@@ -424,7 +425,7 @@ async def test_a_failed_wait_resumes_the_task_even_when_ending_from_the_trigger(
 async def test_dag_test_s_inline_run_gets_the_payload(flux_default: SimulatedFlux) -> None:
     # dag.test() gives the trigger no ID and resumes the task whatever the event.
     jobid = flux_default.submit("success")
-    payload = await first_event(FluxJobEventTrigger(jobid, "finish", end_from_trigger=True))
+    payload = await first_event(FluxJobEventTrigger(jobid, event="finish", end_from_trigger=True))
     assert payload["status"] == "success"
     assert payload["event"]["name"] == "finish"
 
@@ -433,14 +434,14 @@ async def test_fields_rendered_in_the_triggerer_are_checked_when_it_runs(
     flux_default: SimulatedFlux,
 ) -> None:
     jobid = flux_default.submit("success")
-    trigger = FluxJobEventTrigger("{{ params.jobid }}", "{{ params.event }}", eventlog="exec")
+    trigger = FluxJobEventTrigger("{{ params.jobid }}", event="{{ params.event }}", eventlog="exec")
     assert trigger.jobid == "{{ params.jobid }}"  # not parsed before Airflow renders it
     trigger.jobid, trigger.event = str(jobid), "shell.start"  # as rendered
     payload = await first_event(trigger)
     assert (payload["status"], payload["jobid"]) == ("success", jobid)
     assert payload["eventlog"] == "guest.exec.eventlog"
 
-    bad = FluxJobEventTrigger("{{ params.jobid }}", "start")
+    bad = FluxJobEventTrigger("{{ params.jobid }}", event="start")
     bad.jobid = "not-a-job"
     payload = await first_event(bad)
     assert (payload["status"], payload["reason"]) == ("error", "invalid")
@@ -448,7 +449,7 @@ async def test_fields_rendered_in_the_triggerer_are_checked_when_it_runs(
 
 
 async def test_no_job_id_sends_the_task_to_a_worker_to_start() -> None:
-    payload = await first_event(FluxJobEventTrigger(None, ""))
+    payload = await first_event(FluxJobEventTrigger(None, event=""))
     assert payload["status"] == "start_in_worker"
     assert "mapped task" in payload["message"]
 

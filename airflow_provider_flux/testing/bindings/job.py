@@ -15,13 +15,6 @@ from typing import Any
 
 from airflow_provider_flux.testing.bindings.handle import Flux, Future
 
-MAIN_EVENTS = frozenset(
-    {
-        "submit", "depend", "priority", "flux-restart", "urgency", "alloc", "free",
-        "start", "release", "finish", "clean", "debug", "exception",
-    }
-)  # fmt: skip
-
 
 class EventLogEvent(dict[str, Any]):
     """One eventlog entry (RFC 18): ``name``, ``timestamp``, ``context``."""

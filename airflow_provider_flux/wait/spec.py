@@ -1,4 +1,4 @@
-"""What "wait for a job event" means, shared by the trigger, the poking sensor and the operator.
+"""What "wait for a job event" means, shared by the triggers, the poking sensors and the operator.
 
 It follows ``flux.job.event_wait`` and ``flux job wait-event``: the ``count``-th event
 named ``event`` whose context matches ``match_context`` (the first, by default) ends
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job.event import JobEvent
 
 Verdict = Literal["matched", "job_exception", "eventlog_ended"]
 
@@ -142,73 +142,3 @@ class WaitResult:
 
     verdict: Verdict
     event: JobEvent | None
-
-
-WAIT_FOR_ALL = "all"
-WAIT_FOR_ANY = "any"
-Decision = Literal["success", "failure"]
-
-
-@dataclass(frozen=True)
-class EnsembleRule:
-    """When a wait on many jobs is over.
-
-    :param wait_for: ``"all"`` (every job that has not failed), ``"any"`` (one job),
-        or a number N (at least N jobs).
-    :param max_failures: how many jobs may fail (a fatal exception, an eventlog that
-        ends without the event, a job that cannot be read) before the wait fails.
-    :param total: how many jobs the wait is on.
-    """
-
-    wait_for: str | int
-    max_failures: int
-    total: int
-
-    def __post_init__(self) -> None:
-        if self.wait_for not in (WAIT_FOR_ALL, WAIT_FOR_ANY) and (
-            isinstance(self.wait_for, bool)
-            or not isinstance(self.wait_for, int)
-            or not 1 <= self.wait_for <= self.total
-        ):
-            raise ValueError(
-                f"wait_for must be 'all', 'any', or a number of jobs from 1 to {self.total}, "
-                f"not {self.wait_for!r}"
-            )
-        if (
-            isinstance(self.max_failures, bool)
-            or not isinstance(self.max_failures, int)
-            or self.max_failures < 0
-        ):
-            raise ValueError(
-                f"max_failures must be a whole number of at least 0, not {self.max_failures!r}"
-            )
-
-    @property
-    def needed(self) -> int:
-        """Matches that end the wait early (``all``: every job must be decided)."""
-        if self.wait_for == WAIT_FOR_ALL:
-            return self.total
-        if self.wait_for == WAIT_FOR_ANY:
-            return 1
-        return int(self.wait_for)
-
-    def decide(self, matched: int, failed: int) -> Decision | None:
-        """The wait's outcome with ``matched`` and ``failed`` jobs decided, or None."""
-        if failed > self.max_failures:
-            return "failure"
-        pending = self.total - matched - failed
-        if self.wait_for == WAIT_FOR_ALL:
-            return "success" if pending == 0 else None
-        if matched >= self.needed:
-            return "success"
-        return "failure" if matched + pending < self.needed else None
-
-    def describe(self) -> str:
-        """``all 50 jobs`` / ``any of 50 jobs`` / ``at least 40 of 50 jobs``, for messages."""
-        if self.wait_for == WAIT_FOR_ALL:
-            what = f"all {self.total} jobs"
-        elif self.wait_for == WAIT_FOR_ANY:
-            what = f"any of {self.total} jobs"
-        else:
-            what = f"at least {self.wait_for} of {self.total} jobs"
-        return what + (f" (at most {self.max_failures} may fail)" if self.max_failures else "")

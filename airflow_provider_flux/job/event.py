@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,16 +50,3 @@ class JobEvent:
 def parse_eventlog(text: str) -> list[JobEvent]:
     """Parse an eventlog as ``job-info.lookup`` returns it: one JSON object per line."""
     return [JobEvent.from_flux(line) for line in text.splitlines() if line.strip()]
-
-
-def describe_wait_status(status: int) -> tuple[int | None, int | None, str]:
-    """Exit code, signal and words for a wait(2) status, as Flux puts in ``finish``."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        return None, number, f"was killed by signal {number} ({name})"
-    code = os.WEXITSTATUS(status)
-    return code, None, f"exited with code {code}"

@@ -13,12 +13,8 @@ Two sources, with different rights (see ``flux.job.JournalConsumer`` and
   prefix of the instance's history and the events come out in order too.
 
 Both give :class:`EventBatch` es of :class:`InstanceEvent` s: first one history
-batch, then batches of new events, each once. Timestamps order them nearly, not
-exactly: job-ingest stamps a ``submit`` before the job manager posts it, so other
-jobs' events, stamped later, can come first (measured on flux-core 0.88.0 with two
-jobs a few milliseconds apart). A reader that resumes after what it handled keeps
-a :class:`Frontier`: the newest timestamp it saw, and which of the events stamped
-up to :data:`LATE_EVENT_SECONDS` before it it has seen.
+batch, then batches of new events, each once, nearly in order (see
+:mod:`airflow_provider_flux.instance_events.frontier`).
 """
 
 from __future__ import annotations
@@ -28,26 +24,28 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_flux.aio import FluxConnectionError, FluxConnectionLost, FluxPermissionError
-from airflow_provider_flux.aio.instance import JournalResponse, journal, list_jobs
+from airflow_provider_flux.aio.errors import (
+    FluxConnectionError,
+    FluxConnectionLost,
+    FluxPermissionError,
+)
+from airflow_provider_flux.aio.journal import JournalResponse, journal, list_jobs
 from airflow_provider_flux.aio.watch import Reconnect
-from airflow_provider_flux.events import JobEvent
-from airflow_provider_flux.jobid import format_jobid
-from airflow_provider_flux.jobspec import job_name, job_queue
+from airflow_provider_flux.instance_events.frontier import LATE_EVENT_SECONDS, Frontier
+from airflow_provider_flux.instance_events.model import (
+    SOURCE_JOB_LIST,
+    SOURCE_JOURNAL,
+    EventBatch,
+    InstanceEvent,
+    JobSummary,
+    Position,
+)
+from airflow_provider_flux.job.event import JobEvent
 
 log = logging.getLogger(__name__)
 
-SOURCE_JOURNAL = "journal"
-SOURCE_JOB_LIST = "job-list"
-
-# (timestamp, job ID, order among the job's events of that timestamp): sorts events.
-Position = tuple[float, int, int]
-# How much earlier than events that came before it an event may be stamped: a
-# submit waits this long in job-ingest at most, or it may be taken as seen.
-LATE_EVENT_SECONDS = 30.0
 # A history at least this big is sorted in a thread.
 SORT_OFF_LOOP_EVENTS = 20_000
 
@@ -60,142 +58,12 @@ JOB_LIST_ATTRS = (
 RECONNECT = Reconnect(initial_delay=0.5, max_delay=30.0)
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    """What identifies a job for filters: its name, queue and owner.
-
-    :param name: ``attributes.system.job.name``, else its command's basename.
-    :param queue: the queue it was submitted to, if any.
-    :param userid: the user who submitted it.
-    """
-
-    name: str | None = None
-    queue: str | None = None
-    userid: int | None = None
-
-    @classmethod
-    def from_jobspec(cls, jobspec: Mapping[str, Any] | None, userid: int | None) -> JobInfo:
-        if not jobspec:
-            return cls(userid=userid)
-        return cls(job_name(jobspec), job_queue(jobspec), userid)
-
-
-@dataclass(frozen=True)
-class InstanceEvent:
-    """One event of one job of the instance.
-
-    :param jobid: the job.
-    :param event: the event, as in the job's eventlog.
-    :param job: the job's name, queue and owner.
-    :param source: :data:`SOURCE_JOURNAL` or :data:`SOURCE_JOB_LIST`.
-    :param order: ranks events of one job that share a timestamp (job-list's).
-    """
-
-    jobid: int
-    event: JobEvent
-    job: JobInfo
-    source: str = SOURCE_JOURNAL
-    order: int = 0
-
-    @property
-    def position(self) -> Position:
-        """Where this event stands among all events of the instance (nearly: see the
-        module's notes)."""
-        return (self.event.timestamp, self.jobid, self.order)
-
-    @property
-    def key(self) -> EventKey:
-        """What tells this event from every other: its job, name and timestamp."""
-        return (self.jobid, self.event.name, self.event.timestamp)
-
-    def to_payload(self) -> dict[str, Any]:
-        """JSON-friendly form: a trigger event's payload, an asset event's extra."""
-        return {
-            "jobid": self.jobid,
-            "job": format_jobid(self.jobid),
-            "name": self.job.name,
-            "queue": self.job.queue,
-            "userid": self.job.userid,
-            "event": self.event.to_dict(),
-            "source": self.source,
-        }
-
-
-EventKey = tuple[int, str, float]
-
-
-@dataclass(frozen=True)
-class EventBatch:
-    """Events in the order the source gave them; a source's first batch is its history.
-
-    :param events: the events.
-    :param history: every event the source knew of when it (re)started, by timestamp.
-    """
-
-    events: tuple[InstanceEvent, ...]
-    history: bool = False
-
-
-@dataclass
-class Frontier:
-    """How far a reader got: the newest timestamp it saw, and the events stamped up to
-    :data:`LATE_EVENT_SECONDS` before it that it has seen (of those it keeps).
-
-    :param newest: the newest timestamp seen.
-    :param recent: the keys of the events kept, stamped within the window, each with
-        a time of the keeper's choosing (when it handed the event over, say).
-    """
-
-    newest: float = 0.0
-    recent: dict[EventKey, float] = field(default_factory=dict)
-    _pruned_at: float = 0.0
-
-    def is_new(self, item: InstanceEvent) -> bool:
-        """Not seen yet: stamped after the newest, or within the window and not kept."""
-        stamp = item.event.timestamp
-        if stamp > self.newest:
-            return True
-        return stamp > self.newest - LATE_EVENT_SECONDS and item.key not in self.recent
-
-    def advance(self, item: InstanceEvent, keep: bool = True, when: float = 0.0) -> None:
-        """``item`` is seen; ``keep`` it (at ``when``) to tell it apart within the window."""
-        self.newest = max(self.newest, item.event.timestamp)
-        if keep:
-            self.recent[item.key] = when
-
-    def prune(self) -> None:
-        """Forget what the window has left behind (every quarter of a window at most:
-        a burst calls this once per batch)."""
-        if self.newest - self._pruned_at < LATE_EVENT_SECONDS / 4:
-            return
-        self._pruned_at = self.newest
-        horizon = self.newest - LATE_EVENT_SECONDS
-        self.recent = {key: when for key, when in self.recent.items() if key[2] > horizon}
-
-    def to_json(self, newest: float | None = None, kept_by: float | None = None) -> dict[str, Any]:
-        """JSON-friendly form; or the frontier as it was when it was at ``newest``,
-        counting the events kept by ``kept_by`` only."""
-        newest = self.newest if newest is None else newest
-        horizon = newest - LATE_EVENT_SECONDS
-        recent = [
-            list(key)
-            for key, when in self.recent.items()
-            if horizon < key[2] <= newest and (kept_by is None or when <= kept_by)
-        ]
-        return {"newest": newest, "recent": sorted(recent)}
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Frontier:
-        recent = {(int(j), str(n), float(t)): 0.0 for j, n, t in value.get("recent", [])}
-        return cls(float(value["newest"]), recent)
-
-
 class JournalReader:
     """Turns journal responses into batches: the backlog sorted into one history
     batch at the sentinel, then one batch per live response."""
 
     def __init__(self) -> None:
-        self._jobs: dict[int, JobInfo] = {}
+        self._jobs: dict[int, JobSummary] = {}
         self._backlog: list[InstanceEvent] = []
         self.live = False
 
@@ -215,14 +83,14 @@ class JournalReader:
             return None
         return EventBatch(events) if events else None
 
-    def _job(self, response: JournalResponse) -> JobInfo:
+    def _job(self, response: JournalResponse) -> JobSummary:
         job = self._jobs.get(response.jobid)
         if job is None or response.jobspec is not None:
             userid = next(
                 (e.context.get("userid") for e in response.events if e.name == "submit"),
                 job.userid if job else None,
             )
-            job = JobInfo.from_jobspec(response.jobspec, None if userid is None else int(userid))
+            job = JobSummary.from_jobspec(response.jobspec, None if userid is None else int(userid))
             self._jobs[response.jobid] = job
         return job
 
@@ -231,7 +99,7 @@ def job_list_events(entry: Mapping[str, Any]) -> list[InstanceEvent]:
     """The events a job-list entry implies, as far as job-list knows them."""
     jobid = int(entry["id"])
     userid = entry.get("userid")
-    job = JobInfo(entry.get("name"), entry.get("queue"), None if userid is None else int(userid))
+    job = JobSummary(entry.get("name"), entry.get("queue"), None if userid is None else int(userid))
 
     def event(name: str, at: Any, order: int, **context: Any) -> InstanceEvent:
         return InstanceEvent(jobid, JobEvent(name, float(at), context), job, SOURCE_JOB_LIST, order)

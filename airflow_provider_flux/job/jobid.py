@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from airflow_provider_flux._fluid_tables import (
+from airflow_provider_flux.job._fluid_tables import (
     BASEMOJI,
     MNEMONIC_REMAINDER_WORDS,
     MNEMONIC_WORDS,

@@ -7,17 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_flux.events import describe_wait_status
-from airflow_provider_flux.instance_events import InstanceEvent
-
-# Shells' (and ``flux job status``'s) exit code for a task killed by signal N.
-SIGNAL_EXIT_BASE = 128
-
-
-def exit_code(status: int) -> int:
-    """The exit code of a ``finish`` event's wait status; 128+N when killed by signal N."""
-    code, number, _ = describe_wait_status(status)
-    return code if code is not None else SIGNAL_EXIT_BASE + int(number or 0)
+from airflow_provider_flux.instance_events.model import InstanceEvent
+from airflow_provider_flux.job.ending import exit_code
 
 
 def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:

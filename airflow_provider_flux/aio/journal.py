@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_provider_flux.aio.connection import BrokerStream, FluxConnection, acquire, release
 from airflow_provider_flux.aio.errors import FluxWatchError, instance_error
-from airflow_provider_flux.events import JobEvent
+from airflow_provider_flux.job.event import JobEvent
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Data tables for the RFC 19 FLUID "emoji" and "words" encodings.
 
-These are data only; the codecs live in :mod:`airflow_provider_flux.jobid`.
+These are data only; the codecs live in :mod:`airflow_provider_flux.job.jobid`.
 
 ``BASEMOJI`` is the table of 576 emoji specified by Flux RFC 19 (FLUID), file
 ``data/spec_19/basemoji.h`` in https://github.com/flux-framework/rfc, identical to the

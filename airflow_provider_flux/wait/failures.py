@@ -1,9 +1,7 @@
-"""What the provider's deferring tasks share: whether they defer by default, and the
-error a failed wait (a trigger event payload) fails the task with."""
+"""The error a failed wait (a trigger event payload) fails its task with."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +13,8 @@ from airflow_provider_flux.exceptions import (
     FluxJobNotFoundError,
     FluxJobsFailedError,
 )
-from airflow_provider_flux.triggers.flux import (
+from airflow_provider_flux.version_compat import AirflowTaskTimeout
+from airflow_provider_flux.wait.outcome import (
     REASON_CONNECTION,
     REASON_EVENTLOG_ENDED,
     REASON_INVALID,
@@ -23,22 +22,6 @@ from airflow_provider_flux.triggers.flux import (
     REASON_JOBS_FAILED,
     REASON_TIMED_OUT,
 )
-from airflow_provider_flux.version_compat import AirflowTaskTimeout, conf
-
-
-def default_deferrable() -> bool:
-    """Deferrable unless ``[operators] default_deferrable`` is set to something else.
-
-    Airflow's own default for that option is False; this provider's sensor exists to
-    free worker slots, so it defers unless the deployment configured the option.
-    """
-    configured = conf.get("operators", "default_deferrable", fallback=None)
-    if "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE" in os.environ or (
-        configured is not None
-        and configured != conf.get_default_value("operators", "default_deferrable")
-    ):
-        return conf.getboolean("operators", "default_deferrable")
-    return True
 
 
 def raise_for_failure(event: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from airflow_provider_flux.jobid import parse_jobid
+from airflow_provider_flux.job.jobid import parse_jobid
 
 # Marks a packed list (see pack_jobids).
 PACKED_PREFIX = "zdelta:"

@@ -1,0 +1,175 @@
+"""A job's stdout and stderr, from its ``guest.output`` eventlog, within a byte budget.
+
+Flux writes a job's output to ``guest.output`` (RFC 24): a ``header``, then ``data``
+events (``stream``, ``rank``, ``data``, maybe ``encoding`` and ``repeat``, and ``eof``),
+``redirect`` events for streams sent to files, ``log`` events of the job shell.
+:class:`OutputLines` turns them into log lines as they come (the engine's
+``OutputFollower`` feeds it live); :func:`format_output` shows a whole output read
+once the job is over.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_flux.job.event import JobEvent
+
+# Bytes of a job's output copied into the task log, by default.
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
+
+CUT_MARK = " [cut]"
+
+
+@dataclass(frozen=True)
+class OutputProgress:
+    """How far a job's output was followed.
+
+    :ivar events: ``guest.output`` events read (a re-created follower skips them).
+    :ivar shown: bytes of output logged.
+    :ivar cut: bytes left out at the limit.
+    """
+
+    events: int = 0
+    shown: int = 0
+    cut: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"events": self.events, "shown": self.shown, "cut": self.cut}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> OutputProgress | None:
+        """From :meth:`to_dict`; None for anything else (an XCom nobody else writes)."""
+        if not isinstance(value, Mapping):
+            return None
+        try:
+            return cls(int(value["events"]), int(value["shown"]), int(value["cut"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _decode(context: Mapping[str, Any]) -> str:
+    data = str(context.get("data", ""))
+    if context.get("encoding") == "base64":
+        data = base64.b64decode(data).decode("utf-8", errors="replace")
+    return data
+
+
+class OutputLines:
+    """Turns ``guest.output`` events into log lines, ``limit`` bytes of them at most.
+
+    Memory stays within the limit whatever the job writes: a line waits for its end
+    only while it fits in what is left; past the limit data is only counted.
+
+    :param limit: bytes of output (UTF-8) to show, in all.
+    :param shown: bytes already shown (a re-created follower goes on from there).
+    :param cut: bytes already left out.
+    """
+
+    def __init__(self, limit: int, shown: int = 0, cut: int = 0) -> None:
+        self.limit = limit
+        self.shown = shown
+        self.cut = cut
+        self._partial: dict[tuple[str, str], str] = {}
+        self._ranks_labelled = False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.shown >= self.limit
+
+    def feed(self, event: JobEvent) -> list[str]:
+        """The lines ``event`` completes (labelled ``stdout: ...``), in order."""
+        context = event.context
+        if event.name == "header":
+            counts = context.get("count") or {}
+            self._ranks_labelled = any(int(n) > 1 for n in counts.values())
+            return []
+        if event.name == "redirect":
+            label = self._label(str(context.get("stream")), str(context.get("rank")))
+            return [f"{label}: redirected to {context.get('path')}"]
+        if event.name == "log":
+            message = str(context.get("message", ""))
+            return self._show("flux-shell", message, message)
+        if event.name != "data":
+            return []
+        key = (str(context.get("stream")), str(context.get("rank")))
+        lines: list[str] = []
+        if "data" in context:
+            lines = self._take(key, _decode(context), int(context.get("repeat", 1)))
+        if context.get("eof"):
+            lines += self.flush(key)
+        return lines
+
+    def flush(self, key: tuple[str, str] | None = None) -> list[str]:
+        """The unterminated last line of one stream (or of all), as a line."""
+        keys = [key] if key is not None else list(self._partial)
+        lines: list[str] = []
+        for each in keys:
+            rest = self._partial.pop(each, "")
+            if rest:
+                lines += self._show(self._label(*each), rest, rest)
+        return lines
+
+    def _label(self, stream: str, rank: str) -> str:
+        return f"{stream}[{rank}]" if self._ranks_labelled else stream
+
+    def _take(self, key: tuple[str, str], data: str, repeat: int) -> list[str]:
+        if self.exhausted:
+            self.cut += len(data.encode()) * repeat
+            return []
+        if repeat > 1:
+            # Flux sends repeated output once, with a count: expand only what can show.
+            fits = (self.limit - self.shown) // max(1, len(data.encode())) + 1
+            self.cut += len(data.encode()) * max(0, repeat - fits)
+            data *= min(repeat, fits)
+        text = self._partial.pop(key, "") + data
+        *complete, rest = text.split("\n")
+        lines: list[str] = []
+        label = self._label(*key)
+        for line in complete:
+            lines += self._show(label, line, line + "\n")
+        if rest:
+            if self.exhausted:
+                self.cut += len(rest.encode())
+            elif len(rest.encode()) >= self.limit - self.shown:
+                lines += self._show(label, rest, rest)  # one line past the limit
+            else:
+                self._partial[key] = rest
+        return lines
+
+    def _show(self, label: str, text: str, output: str) -> list[str]:
+        """``text`` as a line if ``output`` (what the job wrote for it: its bytes are
+        charged) fits, its first bytes if only they fit, or nothing."""
+        size = len(output.encode())
+        left = self.limit - self.shown
+        if left <= 0:
+            self.cut += size
+            return []
+        if size <= left:
+            self.shown += size
+            return [f"{label}: {text}"]
+        self.shown = self.limit
+        self.cut += size - left
+        kept = output.encode()[:left].decode(errors="ignore").rstrip("\n")
+        self._partial.clear()  # nothing more will show
+        return [f"{label}: {kept}{CUT_MARK}"]
+
+
+def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
+    """The job's stdout and stderr, stream by stream, cut at ``limit`` bytes.
+
+    Returns the text and the number of bytes left out.
+    """
+    streams: dict[str, list[str]] = {}
+    for event in events:
+        if event.name == "data" and "data" in event.context:
+            streams.setdefault(str(event.context.get("stream")), []).append(event.context["data"])
+        elif event.name == "log":
+            streams.setdefault("log", []).append(str(event.context.get("message", "")) + "\n")
+    text = "".join(f"--- {name} ---\n{''.join(parts)}" for name, parts in streams.items())
+    data = text.encode()
+    if len(data) <= limit:
+        return text, 0
+    return data[:limit].decode(errors="ignore"), len(data) - limit

@@ -1,0 +1,109 @@
+"""How the operator's jobs ended, told in the task log and in the task's error: each
+job judged once from its eventlog, and the output of all of them within one budget."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_flux.exceptions import (
+    FluxJobExceptionError,
+    FluxJobFailedError,
+    FluxJobsFailedError,
+)
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.job.ending import JobEnding, describe_wait_status
+from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.output import format_output
+from airflow_provider_flux.wait.job_watch import Log
+
+# A failed array's outcome table lists every job up to this many, else the failed ones.
+TABLE_ROWS = 200
+# Failed jobs of an array named in the task's error, at most.
+FAILURES_NAMED = 10
+
+
+def raise_if_job_failed(jobid: int, ending: JobEnding) -> None:
+    """Fail the task, without retry, when the job failed.
+
+    :raises FluxJobExceptionError: it had a fatal exception (type and note said).
+    :raises FluxJobFailedError: it exited non-zero, or a signal killed it.
+    """
+    job = format_jobid(jobid)
+    if ending.fatal is not None:
+        raise FluxJobExceptionError(
+            f"Flux job {job}: {ending.failure()}", jobid, ending.fatal.to_dict()
+        )
+    if ending.status:
+        code, number, words = describe_wait_status(ending.status)
+        raise FluxJobFailedError(f"Flux job {job} {words}", jobid, code, number)
+
+
+def raise_if_array_failed(
+    endings: Mapping[int, JobEnding], index_of: Mapping[int, int], log: Log
+) -> None:
+    """Fail the task, without retry, when a job of the array failed, after logging a
+    table of how every job ended (the failed ones only, past ``TABLE_ROWS``).
+
+    :raises FluxJobsFailedError: naming the failed jobs, their indices and how.
+    """
+    outcomes: list[dict[str, Any]] = []
+    for jobid, ending in endings.items():
+        why = ending.failure()
+        outcomes.append({
+            "jobid": jobid, "index": index_of.get(jobid),
+            "outcome": "succeeded" if why is None else why,
+        })  # fmt: skip
+    failures = [entry for entry in outcomes if entry["outcome"] != "succeeded"]
+    if not failures:
+        return
+    rows = outcomes if len(outcomes) <= TABLE_ROWS else failures
+    table = "\n".join(
+        f"  {entry['index'] if entry['index'] is not None else '':>6}  "
+        f"{format_jobid(entry['jobid']):<14}  {entry['outcome']}"
+        for entry in rows
+    )
+    log.error(
+        "%d of %d Flux jobs of the array failed:\n  %6s  %-14s  %s\n%s",
+        len(failures), len(outcomes), "index", "job", "outcome", table,
+    )  # fmt: skip
+    named = "; ".join(
+        f"job {format_jobid(e['jobid'])} (index {e['index']}) {e['outcome']}"
+        for e in failures[:FAILURES_NAMED]
+    )
+    more = f"; and {len(failures) - FAILURES_NAMED} more" if len(failures) > FAILURES_NAMED else ""
+    raise FluxJobsFailedError(
+        f"{len(failures)} of {len(outcomes)} Flux jobs of the array failed: {named}{more}",
+        outcomes,
+    )
+
+
+def log_outputs(
+    hook: FluxHook,
+    jobids: Sequence[int],
+    index_of: Mapping[int, int],
+    limit: int,
+    log: Log,
+) -> None:
+    """Log the output of jobs that are over, ``limit`` bytes in all (``index_of``:
+    each job's index in its array, for jobs of an array)."""
+    left = limit
+    cut = 0
+    for jobid in jobids:
+        try:
+            events, _ = hook.read_eventlog(jobid, "guest.output")
+        except OSError as err:
+            log.warning("could not read the output of job %s: %s", format_jobid(jobid), err)
+            continue
+        text, left_out = format_output(events, left)
+        if text:
+            index = f" (index {index_of[jobid]})" if jobid in index_of else ""
+            log.info("output of Flux job %s%s:\n%s", format_jobid(jobid), index, text)
+        left -= len(text.encode())
+        cut += left_out
+    if cut:
+        in_all = " in all" if index_of else ""
+        log.warning(
+            "job output cut at output_limit=%d bytes%s: %d more bytes not shown",
+            limit, in_all, cut,
+        )  # fmt: skip
