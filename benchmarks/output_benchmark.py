@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_flux.bindings import load_bindings
+from airflow_provider_flux.flux_bindings import load_bindings
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.testing import LocalFluxInstance, SimulatedFlux
 from airflow_provider_flux.testing.dag_test import use_flux_connection

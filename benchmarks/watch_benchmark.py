@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import psutil
 
 from airflow_provider_flux.aio import watch
-from airflow_provider_flux.bindings import load_bindings
+from airflow_provider_flux.flux_bindings import load_bindings
 from airflow_provider_flux.testing import LocalFluxInstance, SimulatedFlux
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from airflow_provider_flux.aio.errors import (
     watch_error,
 )
 from airflow_provider_flux.aio.event_watch import event_watches
-from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, load_bindings
 from airflow_provider_flux.job.event import JobEvent
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from airflow_provider_flux.bindings import FluxBindings
+from airflow_provider_flux.flux_bindings import FluxBindings
 from airflow_provider_flux.job.event import JobEvent
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_flux.aio.errors import ENDED_JOB_ERRNOS
-from airflow_provider_flux.bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, load_bindings
 from airflow_provider_flux.job.event import JobEvent, parse_eventlog
 from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.version_compat import AirflowNotFoundException, BaseHook

@@ -15,7 +15,7 @@ import structlog
 from airflow.triggers.shared_stream import SharedStreamManager
 
 from airflow_provider_flux.aio import connection_stats
-from airflow_provider_flux.bindings import load_bindings
+from airflow_provider_flux.flux_bindings import load_bindings
 from airflow_provider_flux.instance_events import (
     SOURCE_JOB_LIST,
     SOURCE_JOURNAL,

@@ -146,7 +146,7 @@ def _pushed_jobid(printed: str) -> int:
 
 def cancel_note(instance: FluxTestInstance, jobid: int) -> tuple[list[str], str]:
     """The job's event names, and the note of its cancel exception."""
-    from airflow_provider_flux.bindings import load_bindings
+    from airflow_provider_flux.flux_bindings import load_bindings
 
     bindings = load_bindings(instance.uri)
     handle = bindings.open(instance.uri)

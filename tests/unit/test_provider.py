@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_flux.bindings import (
+from airflow_provider_flux.flux_bindings import (
     FluxBindingsUnavailable,
     load_bindings,
     load_flux_core_bindings,

@@ -17,7 +17,7 @@ from unittest import mock
 
 import pytest
 
-from airflow_provider_flux.bindings import (
+from airflow_provider_flux.flux_bindings import (
     FluxBindings,
     FluxBindingsUnavailable,
     load_bindings,
