@@ -220,6 +220,22 @@ def test_an_array_is_submitted_all_or_none(sim: SimulatedFlux, airflow_db: str) 
         assert '"type":"cancel"' in found.get()["eventlog"]
 
 
+def test_the_hook_cancels_a_job_as_flux_cancel_does(sim: SimulatedFlux, airflow_db: str) -> None:
+    """``FluxHook.cancel`` is API for DAG authors (no caller in the provider)."""
+    use_flux_connection(sim.uri)
+    held = operator(command="true", attributes={"system.simulator.hold_before": "alloc"})
+    hook = FluxHook()
+    jobid = hook.submit(held.build_jobspec())
+    hook.cancel(jobid, "not needed any more")
+    events, complete = hook.read_eventlog(jobid)
+    exception = next(event for event in events if event.name == "exception")
+    assert exception.context["type"] == "cancel"
+    assert exception.context["note"] == "not needed any more"
+    assert complete  # a pending job that is cancelled ends at once
+    with pytest.raises(OSError, match="inactive"):
+        hook.cancel(jobid)  # as flux cancel says of a job that has ended
+
+
 def test_many_jobs_are_submitted_and_cancelled_a_window_at_a_time(
     sim: SimulatedFlux, airflow_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
