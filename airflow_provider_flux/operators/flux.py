@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from airflow_provider_flux.config import default_deferrable
+from airflow_provider_flux.exceptions import FluxJobFailedError
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding
 from airflow_provider_flux.job.event import JobEvent
@@ -49,6 +50,9 @@ from airflow_provider_flux.version_compat import (
 )
 from airflow_provider_flux.wait.failures import raise_for_failure
 from airflow_provider_flux.wait.outcome import REASON_TIMED_OUT
+
+# FluxJobFailedError was defined here until 0.2.0: DAGs that catch it import it from here.
+__all__ = ["FluxJobFailedError", "FluxSubmitJobOperator"]
 
 
 class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):

@@ -253,3 +253,11 @@ def test_many_jobs_are_submitted_and_cancelled_a_window_at_a_time(
     for jobid in jobids:
         found = handle.rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"]}).get()
         assert '"note":"done"' in found["eventlog"]
+
+
+def test_the_job_failed_error_is_still_importable_from_the_operator_module() -> None:
+    """Until 0.2.0 it was defined there, and DAGs catch it by that path."""
+    from airflow_provider_flux import exceptions
+    from airflow_provider_flux.operators import flux
+
+    assert flux.FluxJobFailedError is exceptions.FluxJobFailedError
