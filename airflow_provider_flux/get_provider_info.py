@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_flux import __version__
+from airflow_provider_flux.job.limits import (
+    MAX_JOBS,
+    MAX_JOBSPEC_BYTES,
+    MAX_MATCH_CONTEXT_BYTES,
+    MAX_NAME_LENGTH,
+)
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -49,6 +55,53 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_flux.operators.flux"],
             }
         ],
+        "config": {
+            "flux": {
+                "description": "Limits on what one task may ask of Flux and of the "
+                "triggerer (a DAG run's conf is user input), and what tells this "
+                "deployment's jobs from another's. See docs/security.md.",
+                "options": {
+                    "max_jobs_per_task": {
+                        "description": "Jobs one task may wait on (a job list) or submit "
+                        "(a job array). More are refused before the list is read.",
+                        "version_added": None,
+                        "type": "integer",
+                        "example": None,
+                        "default": str(MAX_JOBS),
+                    },
+                    "max_jobspec_bytes": {
+                        "description": "Bytes of one jobspec as JSON.",
+                        "version_added": None,
+                        "type": "integer",
+                        "example": None,
+                        "default": str(MAX_JOBSPEC_BYTES),
+                    },
+                    "max_name_length": {
+                        "description": "Characters of an event name or an eventlog path.",
+                        "version_added": None,
+                        "type": "integer",
+                        "example": None,
+                        "default": str(MAX_NAME_LENGTH),
+                    },
+                    "max_match_context_bytes": {
+                        "description": "Bytes of a sensor's match_context as JSON.",
+                        "version_added": None,
+                        "type": "integer",
+                        "example": None,
+                        "default": str(MAX_MATCH_CONTEXT_BYTES),
+                    },
+                    "deployment_id": {
+                        "description": "What this deployment's jobs carry, so that a retry "
+                        "never adopts another deployment's job on a shared account and "
+                        "instance. Default: a digest of [core] execution_api_server_url.",
+                        "version_added": None,
+                        "type": "string",
+                        "example": "prod",
+                        "default": "",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "flux",
@@ -58,8 +111,8 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["port", "login", "password", "schema", "extra"],
                     "relabeling": {"host": "Flux URI"},
                     "placeholders": {
-                        "host": "local:///run/flux/local, ssh://host/path, or empty for "
-                        "$FLUX_URI / the system instance",
+                        "host": "local:///run/flux/local, ssh://[user@]host[:port]/path, "
+                        "or empty for $FLUX_URI / the system instance",
                     },
                 },
             }

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_flux.job.limits import MAX_JOBS, MAX_JOBSPEC_BYTES, shorten
+
 
 def _positive(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -163,35 +165,70 @@ def add_dependencies(jobspec: dict[str, Any], after_ok: Sequence[int]) -> None:
     )
 
 
-def array_indices(array: int | str) -> list[int]:
+def array_indices(array: int | str, max_jobs: int = MAX_JOBS) -> list[int]:
     """The indices of a job array: a count N (0 to N-1, as AWS Batch and Kubernetes
     number them), or a Flux idset as ``flux submit --cc`` takes (``1-100``,
-    ``0,2,4-7``, ``[1-3]``), in increasing order."""
+    ``0,2,4-7``, ``[1-3]``), in increasing order.
+
+    :param max_jobs: the most indices accepted; the size of an idset is counted from
+        its ranges before it is listed, and a larger one refused.
+    """
     if isinstance(array, bool):
         raise ValueError(f"array must be a count or an idset such as '1-100', not {array!r}")
     if isinstance(array, int):
-        return list(range(_positive("array", array)))
+        count = _positive("array", array)
+        if count > max_jobs:
+            raise ValueError(f"array={count}: more than the {max_jobs} jobs a task may submit")
+        return list(range(count))
     if not isinstance(array, str):
-        raise ValueError(f"array must be a count or an idset such as '1-100', not {array!r}")
+        raise ValueError(
+            f"array must be a count or an idset such as '1-100', not {shorten(repr(array))}"
+        )
     text = array.strip()
     if text.isdigit():
         raise ValueError(
-            f"array {array!r} is text: as an idset it is the one index {text}. Give a count "
-            "as an int (a templated count needs render_template_as_native_obj=True), or "
-            f"an idset such as '0-{max(int(text) - 1, 0)}'"
+            f"array {shorten(array)!r} is text: as an idset it is the one index {shorten(text)}. "
+            "Give a count as an int (a templated count needs render_template_as_native_obj=True), "
+            f"or an idset such as '0-{max(int(text) - 1, 0)}'"
         )
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    indices: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
-            raise ValueError(f"array {array!r} is not an idset such as '1-100' or '0,2,4-7'")
+            raise ValueError(
+                f"array {shorten(array)!r} is not an idset such as '1-100' or '0,2,4-7'"
+            )
         first, last = int(low), int(high or low)
         if last < first:
-            raise ValueError(f"array {array!r}: the range {part.strip()!r} runs backwards")
-        indices.update(range(first, last + 1))
-    return sorted(indices)
+            raise ValueError(
+                f"array {shorten(array)!r}: the range {shorten(part.strip())!r} runs backwards"
+            )
+        ranges.append((first, last))
+    # Counted before listed: "0-999999999" is a short text and a billion indices.
+    most = sum(last - first + 1 for first, last in ranges)
+    if most > max_jobs:
+        joined = _merged(ranges)
+        count = sum(last - first + 1 for first, last in joined)
+        if count > max_jobs:
+            raise ValueError(
+                f"array {shorten(array)!r} has {count} indices: more than the {max_jobs} "
+                "jobs a task may submit"
+            )
+        ranges = joined
+    return sorted({index for first, last in ranges for index in range(first, last + 1)})
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent ranges joined (so that an index counts once)."""
+    joined: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if joined and first <= joined[-1][1] + 1:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], last))
+        else:
+            joined.append((first, last))
+    return joined
 
 
 def substitute_index(value: str, index: int) -> str:
@@ -218,19 +255,62 @@ def job_queue(jobspec: Mapping[str, Any]) -> str | None:
     return None if queue is None else str(queue)
 
 
-def parse_jobspec(jobspec: Mapping[str, Any] | str) -> dict[str, Any]:
+def parse_jobspec(
+    jobspec: Mapping[str, Any] | str, max_bytes: int = MAX_JOBSPEC_BYTES
+) -> dict[str, Any]:
     """A jobspec given as a mapping, or as its JSON or YAML text, as a JSON-clean dict
     of its own (a deep copy).
 
-    :raises ValueError: neither JSON nor YAML, or not a mapping.
+    YAML is read without aliases (an alias repeats a node wherever it is used, so a
+    few hundred characters can stand for gigabytes) and must hold only what JSON
+    holds (no dates, binary or sets).
+
+    :raises ValueError: neither JSON nor YAML, an alias, a value JSON has no type for,
+        more than ``max_bytes``, or not a mapping.
     """
     if isinstance(jobspec, str):
+        if len(jobspec.encode()) > max_bytes:
+            raise ValueError(
+                f"jobspec is {len(jobspec.encode())} bytes long: more than the {max_bytes} allowed"
+            )
         try:
-            parsed = yaml.safe_load(jobspec)  # JSON is YAML too
+            parsed = yaml.load(jobspec, Loader=_JobspecLoader)  # JSON is YAML too
         except yaml.YAMLError as err:
             raise ValueError(f"jobspec is neither JSON nor YAML: {err}") from err
     else:
-        parsed = json.loads(json.dumps(jobspec))  # a deep, JSON-clean copy
-    if not isinstance(parsed, dict):
+        parsed = jobspec
+    if not isinstance(parsed, Mapping):
         raise ValueError(f"jobspec must be a mapping, not {type(parsed).__name__}")
-    return parsed
+    return json_clean(parsed, max_bytes)
+
+
+def json_clean(jobspec: Mapping[str, Any], max_bytes: int = MAX_JOBSPEC_BYTES) -> dict[str, Any]:
+    """``jobspec`` through JSON and back: the copy Flux will get, checked on the way.
+
+    :raises ValueError: a value JSON has no type for (a date, bytes, NaN), or more than
+        ``max_bytes`` as JSON.
+    """
+    try:
+        text = json.dumps(jobspec, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"jobspec holds a value JSON has no type for: {err}") from err
+    if len(text.encode()) > max_bytes:
+        raise ValueError(
+            f"jobspec is {len(text.encode())} bytes as JSON: more than the {max_bytes} allowed"
+        )
+    clean: dict[str, Any] = json.loads(text)
+    return clean
+
+
+class _JobspecLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing aliases (each is a copy once the jobspec is
+    serialized: ten of ten of ten ... is a bomb)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+            raise ValueError(
+                f"jobspec: YAML aliases (*name) are not allowed (line {line}): each is a "
+                "copy of what it names"
+            )
+        return super().compose_node(parent, index)

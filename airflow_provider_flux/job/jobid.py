@@ -43,6 +43,7 @@ from airflow_provider_flux.job._fluid_tables import (
     MNEMONIC_REMAINDER_WORDS,
     MNEMONIC_WORDS,
 )
+from airflow_provider_flux.job.limits import MAX_NAME_LENGTH, shorten
 
 __all__ = ["ENCODINGS", "format_jobid", "parse_jobid"]
 
@@ -97,6 +98,11 @@ def parse_jobid(value: str | int) -> int:
         raise ValueError(f"{value} is not a valid Flux jobid: not in the range 0 to 2**64-1")
     if not isinstance(value, str):
         raise TypeError(f"a Flux jobid must be str or int, not {type(value).__name__}")
+    if len(value) > MAX_NAME_LENGTH:
+        # No encoding is near this long: refused unread, and not echoed whole.
+        raise ValueError(
+            f"{shorten(value)} is not a valid Flux jobid: longer than {MAX_NAME_LENGTH} characters"
+        )
     try:
         return _parse(value)
     except _Refused as exc:

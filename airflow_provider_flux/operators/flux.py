@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from airflow_provider_flux.config import default_deferrable
+from airflow_provider_flux.config import default_deferrable, limits
 from airflow_provider_flux.exceptions import FluxJobFailedError
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding
@@ -20,6 +20,7 @@ from airflow_provider_flux.jobspec import (
     array_indices,
     jobspec_from_batch_script,
     jobspec_from_command,
+    json_clean,
     parse_jobspec,
     set_attribute,
     substitute_index,
@@ -36,8 +37,8 @@ from airflow_provider_flux.operators.durable import (
 )
 from airflow_provider_flux.operators.job_report import (
     log_outputs,
-    raise_if_array_failed,
     raise_if_job_failed,
+    report_array,
 )
 from airflow_provider_flux.operators.worker_wait import poll_until_clean, watch_until_clean
 from airflow_provider_flux.triggers.base import CANCEL_GRACE_SECONDS
@@ -48,11 +49,11 @@ from airflow_provider_flux.version_compat import (
     Context,
     ResumableJobMixin,
 )
+from airflow_provider_flux.wait.ensemble import payload_jobids
 from airflow_provider_flux.wait.failures import raise_for_failure
 from airflow_provider_flux.wait.outcome import REASON_TIMED_OUT
 
-# FluxJobFailedError was defined here until 0.2.0: DAGs that catch it import it from here.
-__all__ = ["FluxJobFailedError", "FluxSubmitJobOperator"]
+__all__ = ["FluxJobFailedError", "FluxSubmitJobOperator"]  # the error lived here until 0.2.0
 
 
 class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
@@ -199,8 +200,8 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self, index: int | None = None, identity: TaskIdentity | None = None
     ) -> dict[str, Any]:
         """The jobspec this task submits (``index``: the job's place in an array;
-        ``identity``: the task instance the job carries); raises ``ValueError`` for
-        bad input."""
+        ``identity``: the task instance it carries), as Flux gets it; ``ValueError`` for
+        bad input or one over ``[flux] max_jobspec_bytes``."""
         if not isinstance(self.urgency, int) or not 0 <= self.urgency <= 31:
             raise ValueError(f"urgency must be an integer from 0 to 31, not {self.urgency!r}")
 
@@ -209,6 +210,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
                 return value
             return substitute_index(value, index)
 
+        max_bytes = limits().max_jobspec_bytes
         environment = dict(self.environment)
         if index is not None:
             environment["FLUX_JOB_CC"] = str(index)
@@ -220,7 +222,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             "exclusive": self.exclusive,
         }  # fmt: skip
         if self.jobspec is not None:
-            jobspec = parse_jobspec(self.jobspec)
+            jobspec = parse_jobspec(self.jobspec, max_bytes)
             for key, value in self.attributes.items():
                 set_attribute(jobspec, key, indexed(value))
             if index is not None:
@@ -246,7 +248,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             set_attribute(jobspec, IDENTITY_ATTRIBUTE, identity.attribute(index))
             if not jobspec["attributes"].get("system", {}).get("job", {}).get("name"):
                 set_attribute(jobspec, "system.job.name", identity.job_name())
-        return jobspec
+        return json_clean(jobspec, max_bytes)
 
     # -- running ---------------------------------------------------------------------
 
@@ -348,7 +350,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         if self.array is None:
             return [None]
         try:
-            return list(array_indices(self.array))
+            return list(array_indices(self.array, limits().max_jobs))
         except ValueError as err:
             raise AirflowFailException(f"{self.task_id}: bad job request: {err}") from err
 
@@ -429,7 +431,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
         hook = FluxHook(self.flux_conn_id)
         if "jobs" in event:
-            jobids = [int(entry["jobid"]) for entry in event["jobs"]]
+            jobids = payload_jobids(event, limits().max_jobs)
             if event.get("reason") == REASON_TIMED_OUT:
                 self._log_outputs(hook, jobids)
             if event.get("status") != "success":
@@ -467,16 +469,14 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
 
     def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
         """Judge each job of a clean array as one job is judged, after its output."""
-        self._log_outputs(hook, jobids)
-        endings = {jobid: JobEnding.from_events(hook.read_eventlog(jobid)[0]) for jobid in jobids}
-        raise_if_array_failed(endings, self._array_index_of(jobids), self.log)
-        self.log.info("all %d Flux jobs of the array completed successfully", len(jobids))
+        report_array(hook, jobids, self._array_index_of(jobids), self.output_limit, self.log)
         return jobids
 
     def _array_index_of(self, jobids: Sequence[int]) -> dict[int, int]:
         """Each job's index in the array (jobs are submitted in index order)."""
-        indices = array_indices(self.array) if self.array is not None else []
-        return dict(zip(jobids, indices, strict=False))
+        if self.array is None:
+            return {}
+        return dict(zip(jobids, array_indices(self.array, limits().max_jobs), strict=False))
 
     def _log_outputs(self, hook: FluxHook, jobids: Sequence[int]) -> None:
         """The jobs' output, read once they are over: ``output_limit`` bytes in all."""

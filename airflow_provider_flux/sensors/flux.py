@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow_provider_flux.config import default_deferrable
+from airflow_provider_flux.config import default_deferrable, limits
 from airflow_provider_flux.exceptions import (
     FluxConnectionFailedError,
     FluxEventNeverHappenedError,
@@ -347,7 +347,7 @@ class FluxJobsEventSensor(FluxEventSensorBase):
 
     def _validated(self) -> tuple[list[int], EnsembleRule]:
         try:
-            jobids = parse_jobids(self.jobids)
+            jobids = parse_jobids(self.jobids, limits().max_jobs)
             return jobids, EnsembleRule(self.wait_for, self.max_failures, len(jobids))
         except ValueError as err:
             raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err

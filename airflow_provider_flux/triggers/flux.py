@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_flux.aio.output_follower import OutputFollower
 from airflow_provider_flux.aio.watch import Reconnect
+from airflow_provider_flux.config import limits
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
@@ -293,7 +294,7 @@ class FluxJobsEventTrigger(FluxWaitTrigger):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.jobids = parse_jobids(jobids)
+        self.jobids = parse_jobids(jobids, limits().max_jobs)
         self._resolve_wait()
         self.wait_for = wait_for
         self.max_failures = max_failures

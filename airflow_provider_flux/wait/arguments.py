@@ -3,9 +3,13 @@ taken by the sensors and serialized by the triggers."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_flux.config import limits
+from airflow_provider_flux.job.limits import shorten
 from airflow_provider_flux.wait.spec import EventWaitSpec, resolve_eventlog
 
 
@@ -36,8 +40,29 @@ class WaitArguments:
     def resolve(self) -> tuple[EventWaitSpec, str]:
         """The wait these arguments describe, and the path of its eventlog.
 
-        :raises ValueError: they do not describe a wait Flux can serve.
+        :raises ValueError: they do not describe a wait Flux can serve, or one longer
+            than the configured limits (``[flux] max_name_length``,
+            ``max_match_context_bytes``).
         """
+        bounds = limits()
+        for what, value in (("event", self.event), ("eventlog", self.eventlog)):
+            if isinstance(value, str) and len(value) > bounds.max_name_length:
+                raise ValueError(
+                    f"{what} {shorten(value)!r} is longer than the {bounds.max_name_length} "
+                    "characters allowed"
+                )
+        if isinstance(self.match_context, Mapping):
+            try:
+                size = len(json.dumps(self.match_context).encode())
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"match_context holds a value JSON has no type for: {err}"
+                ) from err
+            if size > bounds.max_match_context_bytes:
+                raise ValueError(
+                    f"match_context is {size} bytes as JSON: more than the "
+                    f"{bounds.max_match_context_bytes} allowed"
+                )
         spec = EventWaitSpec(self.event, self.match_context, self.raise_on_exception, self.count)
         return spec, resolve_eventlog(self.eventlog)
 

@@ -8,11 +8,23 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from airflow_provider_flux.job.jobid import format_jobid
-from airflow_provider_flux.wait.outcome import REASON_CONNECTION, REASON_JOBS_FAILED, JobOutcome
+from airflow_provider_flux.job.jobid_list import pack_jobids, parse_jobids
+from airflow_provider_flux.job.limits import shorten
+from airflow_provider_flux.wait.outcome import (
+    NOTE_LENGTH,
+    REASON_CONNECTION,
+    REASON_JOBS_FAILED,
+    JobOutcome,
+)
 from airflow_provider_flux.wait.spec import EventWaitSpec
 
 # Failed jobs named in a message, at most.
 FAILURES_SHOWN = 10
+# Up to this many jobs, a payload tells each job's outcome in ``jobs``. Past it,
+# ``jobs`` details the failed jobs only (this many at most), ``jobids`` packs every
+# job's ID in order and ``by_outcome`` packs them by outcome: a trigger event and an
+# XCom stay small however many jobs a task waits on.
+DETAILED_JOBS = 100
 
 WAIT_FOR_ALL = "all"
 WAIT_FOR_ANY = "any"
@@ -96,8 +108,8 @@ def ensemble_payload(
 ) -> dict[str, Any]:
     """The trigger event payload of a decided wait on many jobs (see
     ``FluxJobsEventTrigger``); the poking sensor builds the same. ``error`` (with
-    ``error_reason``) ends the wait whatever the jobs did."""
-    jobs = [job_entry(jobid, outcomes.get(jobid)) for jobid in jobids]
+    ``error_reason``) ends the wait whatever the jobs did. Past ``DETAILED_JOBS``
+    jobs, only the failed ones are detailed."""
     failures = [o for o in outcomes.values() if o.reason is not None]
     matched = len(outcomes) - len(failures)
     pending = len(jobids) - len(outcomes)
@@ -112,7 +124,7 @@ def ensemble_payload(
         "matched": matched,
         "failed": len(failures),
         "pending": pending,
-        "jobs": jobs,
+        **_jobs_of(jobids, outcomes),
     }
     if decision == "success":
         payload["message"] = f"{what}: done ({counts})" + (f": {shown}" if shown else "")
@@ -134,6 +146,32 @@ def ensemble_payload(
     return payload
 
 
+def _jobs_of(jobids: Sequence[int], outcomes: Mapping[int, JobOutcome]) -> dict[str, Any]:
+    """The payload's ``jobs`` (and, past ``DETAILED_JOBS``, ``jobids`` and ``by_outcome``)."""
+    if len(jobids) <= DETAILED_JOBS:
+        return {"jobs": [job_entry(jobid, outcomes.get(jobid)) for jobid in jobids]}
+    by_outcome: dict[str, list[int]] = {}
+    failed: list[dict[str, Any]] = []
+    for jobid in jobids:
+        outcome = outcomes.get(jobid)
+        name = "pending" if outcome is None else outcome.reason or "matched"
+        by_outcome.setdefault(name, []).append(jobid)
+        if outcome is not None and outcome.reason is not None and len(failed) < DETAILED_JOBS:
+            failed.append(job_entry(jobid, outcome))
+    return {
+        "jobs": failed,
+        "jobids": pack_jobids(jobids),
+        "by_outcome": {name: pack_jobids(ids) for name, ids in by_outcome.items()},
+    }
+
+
+def payload_jobids(payload: Mapping[str, Any], max_jobs: int) -> list[int]:
+    """Every job of a wait on many jobs, in order, from its payload."""
+    if "jobids" in payload:
+        return parse_jobids(payload["jobids"], max_jobs)
+    return [int(entry["jobid"]) for entry in payload["jobs"]]
+
+
 def job_entry(jobid: int, outcome: JobOutcome | None) -> dict[str, Any]:
     """One job's part of a wait on many jobs, for the trigger event and XCom."""
     if outcome is None:
@@ -142,16 +180,21 @@ def job_entry(jobid: int, outcome: JobOutcome | None) -> dict[str, Any]:
     if outcome.event is not None:
         entry["event"] = outcome.event_dict()
     if outcome.reason is not None:
-        entry["message"] = outcome.message
+        entry["message"] = shorten(outcome.message, 2 * NOTE_LENGTH)
     return entry
 
 
 def ensemble_result(payload: Mapping[str, Any]) -> dict[str, Any]:
     """What a successful wait on many jobs returns (the task's XCom): its counts and
-    each job's outcome, with the job's F58 ID."""
-    return {
+    each job's outcome (past ``DETAILED_JOBS`` jobs, the failed ones', and every
+    job's ID packed by outcome), with the job's F58 ID."""
+    result = {
         "matched": payload["matched"],
         "failed": payload["failed"],
         "pending": payload["pending"],
         "jobs": [{**entry, "job": format_jobid(entry["jobid"])} for entry in payload["jobs"]],
     }
+    for key in ("jobids", "by_outcome"):
+        if key in payload:
+            result[key] = payload[key]
+    return result

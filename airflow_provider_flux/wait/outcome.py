@@ -16,6 +16,7 @@ from airflow_provider_flux.aio.errors import (
 )
 from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.limits import shorten
 from airflow_provider_flux.wait.spec import EventWaitSpec, WaitResult
 
 # Why a wait failed, as carried in the trigger event's ``reason``.
@@ -30,6 +31,9 @@ REASON_JOBS_FAILED = "jobs_failed"
 REASON_TIMED_OUT = "timed_out"
 # The wait's arguments (as rendered in the triggerer) are not a valid wait.
 REASON_INVALID = "invalid"
+
+# Characters of an exception's note carried in a payload, a message or an XCom.
+NOTE_LENGTH = 200
 
 # The ``status`` of an event that sends a task started in the triggerer to a worker,
 # to start there: the trigger did not get what it needs to wait.
@@ -52,7 +56,14 @@ class JobOutcome:
     errno: int | None = None
 
     def event_dict(self) -> dict[str, Any] | None:
-        return None if self.event is None else self.event.to_dict()
+        """The event, JSON-friendly, with an exception's note cut to ``NOTE_LENGTH``."""
+        if self.event is None:
+            return None
+        event = self.event.to_dict()
+        note = event["context"].get("note")
+        if isinstance(note, str) and len(note) > NOTE_LENGTH:
+            event["context"] = {**event["context"], "note": shorten(note, NOTE_LENGTH)}
+        return event
 
 
 def outcome_of(spec: EventWaitSpec, jobid: int, eventlog: str, result: WaitResult) -> JobOutcome:
@@ -67,7 +78,7 @@ def outcome_of(spec: EventWaitSpec, jobid: int, eventlog: str, result: WaitResul
             REASON_JOB_EXCEPTION,
             result.event,
             f"job {job}: fatal exception type={ctx.get('type')} before "
-            f"{spec.describe()}: {ctx.get('note') or '(no note)'}",
+            f"{spec.describe()}: {shorten(str(ctx.get('note') or '(no note)'), NOTE_LENGTH)}",
         )
     return JobOutcome(
         REASON_EVENTLOG_ENDED,

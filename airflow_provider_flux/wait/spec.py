@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.limits import shorten
 
 Verdict = Literal["matched", "job_exception", "eventlog_ended"]
 
@@ -40,7 +41,7 @@ def resolve_eventlog(name: str) -> str:
         return path
     short = ", ".join(f"{short!r} ({long})" for short, long in EVENTLOG_SHORT_NAMES.items())
     raise ValueError(
-        f"eventlog {name!r} is not an eventlog of a job: expected 'eventlog', a guest "
+        f"eventlog {shorten(name)!r} is not an eventlog of a job: expected 'eventlog', a guest "
         f"eventlog path such as 'guest.exec.eventlog', or a short name: {short}"
     )
 
@@ -78,14 +79,18 @@ class EventWaitSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.event, str) or not self.event.strip():
-            raise ValueError(f"event must be a non-empty event name, not {self.event!r}")
+            raise ValueError(
+                f"event must be a non-empty event name, not {shorten(repr(self.event))}"
+            )
         if not isinstance(self.match_context, Mapping):
             raise ValueError(
                 f"match_context must be a mapping of context keys to values, "
                 f"not {type(self.match_context).__name__}"
             )
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-            raise ValueError(f"count must be a whole number of at least 1, not {self.count!r}")
+            raise ValueError(
+                f"count must be a whole number of at least 1, not {shorten(repr(self.count))}"
+            )
 
     def matches(self, event: JobEvent) -> bool:
         """True for the event this wait is for."""
