@@ -9,29 +9,10 @@ from typing import Any, TypeVar
 
 from airflow_provider_flux.aio.errors import ENDED_JOB_ERRNOS
 from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.flux_uri import normalize_flux_uri
 from airflow_provider_flux.job.event import JobEvent, parse_eventlog
 from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.version_compat import AirflowNotFoundException, BaseHook
-
-
-def normalize_flux_uri(value: str | None) -> str | None:
-    """Turn what a connection holds into a Flux URI; ``None`` means the default instance.
-
-    Accepts a full URI (``local:///run/flux/local``, ``ssh://host/path``, ``sim:///path``)
-    or a bare socket path, which means ``local://`` + path.
-    """
-    value = (value or "").strip()
-    if not value:
-        return None
-    if "://" in value:
-        return value
-    if value.startswith("/"):
-        return f"local://{value}"
-    raise ValueError(
-        f"{value!r} is not a Flux URI: expected local:///path/to/socket, ssh://host/path, "
-        "a socket path, or nothing for the default instance"
-    )
-
 
 # Requests in flight at once on one handle. With thousands of synchronous futures
 # outstanding, flux-core 0.88.0's reactor was seen to abort ("libev: I/O watcher with
@@ -51,8 +32,11 @@ class FluxHook(BaseHook):
     """Connects to a Flux instance named by an Airflow connection of type ``flux``.
 
     The connection's host holds the instance URI: ``local:///path/to/socket``,
-    ``ssh://host/path``, ``sim:///path`` (a simulated instance) or nothing, which means
-    ``FLUX_URI`` from the environment, else the system instance. When the connection
+    ``ssh://[user@]host[:port]/path``, ``sim:///path`` (a simulated instance) or
+    nothing, which means ``FLUX_URI`` from the environment, else the system instance.
+    A URI is checked before any handle is opened
+    (:func:`~airflow_provider_flux.flux_uri.normalize_flux_uri`): an ssh host, user or
+    path that ssh or the remote shell could take for something else is refused. When the connection
     is ``flux_default`` and it does not exist, the default instance is used.
 
     :param flux_conn_id: the Airflow connection ID of the Flux instance.
@@ -179,14 +163,20 @@ class FluxHook(BaseHook):
             ) from refused
         return jobids
 
-    def find_jobs(self, names: Sequence[str], attrs: Sequence[str]) -> list[dict[str, Any]]:
-        """Jobs of any user named one of ``names``, with ``attrs`` (job-list), as a list
-        of dicts with ``id`` (blocking)."""
+    def find_jobs(
+        self, names: Sequence[str], attrs: Sequence[str], userid: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Jobs named one of ``names``, with ``attrs`` (job-list), as a list of dicts
+        with ``id`` (blocking).
+
+        :param userid: only this user's jobs (None: any user's).
+        """
         uri = self.get_uri()
         bindings = load_bindings(uri)
-        any_user = bindings.constant("USERID_UNKNOWN", 0xFFFFFFFF)
+        if userid is None:
+            userid = bindings.constant("USERID_UNKNOWN", 0xFFFFFFFF)
         future = bindings.job.job_list(
-            bindings.open(uri), max_entries=0, attrs=list(attrs), userid=any_user,
+            bindings.open(uri), max_entries=0, attrs=list(attrs), userid=userid,
             constraint={"name": list(names)},
         )  # fmt: skip
         return [dict(job) for job in future.get_jobs()]
@@ -248,6 +238,10 @@ class FluxHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """Open a handle and read the instance size, as the UI's *Test* button does."""
+        try:
+            self.get_uri()
+        except ValueError as err:  # refused before anything is run
+            return False, f"Flux connection {self.flux_conn_id!r}: {err}"
         try:
             handle = self.get_conn()
             size = handle.attr_get("size")

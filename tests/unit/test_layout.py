@@ -26,6 +26,7 @@ LAYERS = {
     "exceptions": 1,
     "config": 1,
     "flux_bindings": 1,
+    "flux_uri": 1,
     "aio": 2,
     "hooks": 3,
     "wait": 3,
