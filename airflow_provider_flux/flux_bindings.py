@@ -128,6 +128,14 @@ def is_simulated_uri(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith(SIM_SCHEME)
 
 
+def own_userid() -> int:
+    """The user a handle opened by this process acts as: ``FLUX_HANDLE_USERID`` when
+    set (an instance owner acting as another user, as flux-core's own tests do), else
+    this process's. Over ``ssh://`` the remote side's user may differ: name it then."""
+    acting_as = os.environ.get("FLUX_HANDLE_USERID")
+    return int(acting_as, 0) if acting_as else os.getuid()
+
+
 def effective_uri(uri: str | None) -> str | None:
     """The URI a handle opened with ``uri`` connects to: ``FLUX_URI`` when empty."""
     return uri or os.environ.get("FLUX_URI") or None

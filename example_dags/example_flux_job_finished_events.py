@@ -31,6 +31,8 @@ finished_simulations = Asset(
     watchers=[
         AssetWatcher(
             name="flux_sim_jobs_finished",
+            # Jobs of the user the triggerer acts as (the default): on a shared
+            # instance any user can name a job sim-*. userid="any" watches everyone's.
             trigger=FluxInstanceEventTrigger(
                 flux_conn_id="flux_default",
                 events="finish",

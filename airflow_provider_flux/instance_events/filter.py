@@ -10,6 +10,9 @@ from typing import Any
 from airflow_provider_flux.instance_events.model import InstanceEvent
 from airflow_provider_flux.job.ending import exit_code
 
+# What a watcher gives as ``userid`` to see every user's jobs (the default is its own).
+ANY_USER = "any"
+
 
 def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value)

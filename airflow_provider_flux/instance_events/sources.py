@@ -139,19 +139,31 @@ def _position(item: InstanceEvent) -> Position:
     return item.position
 
 
-async def _list_job_events(uri: str | None, frontier: Frontier | None) -> list[InstanceEvent]:
-    """The events job-list shows of jobs active, or ended within the window before the
-    ``frontier`` (all jobs it knows: ``None``), by timestamp."""
-    since = 0.0 if frontier is None else max(0.0, frontier.newest - LATE_EVENT_SECONDS)
-    payload = {"max_entries": 0, "attrs": list(JOB_LIST_ATTRS), "since": since}
+async def _list_job_events(
+    uri: str | None, frontier: Frontier | None, userid: int | None
+) -> list[InstanceEvent]:
+    """The events job-list shows of ``userid``'s jobs (None: every user's) that are
+    active, or ended within the window before the ``frontier`` (no frontier: before
+    now; a reader without one fires only for what happens from now on), by timestamp."""
+    newest = time.time() if frontier is None else frontier.newest
+    payload: dict[str, Any] = {
+        "max_entries": 0,
+        "attrs": list(JOB_LIST_ATTRS),
+        "since": max(0.0, newest - LATE_EVENT_SECONDS),
+    }
+    if userid is not None:
+        payload["constraint"] = {"userid": [userid]}
     entries = await list_jobs(payload, uri)
     events = [event for entry in entries for event in job_list_events(entry)]
     return list((await by_timestamp(EventBatch(tuple(events)))).events)
 
 
-async def instance_history(uri: str | None, after: Frontier | None) -> EventBatch:
+async def instance_history(
+    uri: str | None, after: Frontier | None, userid: int | None = None
+) -> EventBatch:
     """One look at the instance: the events it still knows (from the journal, else
-    from job-list: then those not behind ``after``), as a history batch."""
+    from job-list: then those of ``userid``'s jobs not behind ``after``), as a history
+    batch."""
     try:
         async with aclosing(journal(uri, full=True)) as responses:
             reader = JournalReader()
@@ -161,13 +173,16 @@ async def instance_history(uri: str | None, after: Frontier | None) -> EventBatc
                     return await by_timestamp(batch)
     except FluxPermissionError:
         pass
-    return EventBatch(tuple(await _list_job_events(uri, after)), history=True)
+    return EventBatch(tuple(await _list_job_events(uri, after, userid)), history=True)
 
 
-async def instance_events(uri: str | None, *, poll_interval: float) -> AsyncGenerator[EventBatch]:
+async def instance_events(
+    uri: str | None, *, poll_interval: float, userid: int | None = None
+) -> AsyncGenerator[EventBatch]:
     """The instance's events for as long as the caller reads: its history first, then
-    new events as they happen, each once. The journal when it answers, else job-list
-    polled every ``poll_interval`` seconds. A lost connection is retried without end;
+    new events as they happen, each once. The journal when it answers (every user's
+    jobs), else job-list polled every ``poll_interval`` seconds, asked only for
+    ``userid``'s jobs (None: every user's). A lost connection is retried without end;
     the journal then starts with its history again (a reader tells what it has seen
     with its :class:`Frontier`)."""
     source: str | None = None
@@ -188,7 +203,7 @@ async def instance_events(uri: str | None, *, poll_interval: float) -> AsyncGene
                     )  # fmt: skip
                     source = SOURCE_JOB_LIST
             if source == SOURCE_JOB_LIST:
-                async for batch in _job_list_batches(uri, poll_interval):
+                async for batch in _job_list_batches(uri, poll_interval, userid):
                     attempt = 0
                     yield batch
         except (FluxConnectionLost, FluxConnectionError) as err:
@@ -207,12 +222,14 @@ async def _journal_batches(uri: str | None) -> AsyncIterator[EventBatch]:
                 yield await by_timestamp(batch) if batch.history else batch
 
 
-async def _job_list_batches(uri: str | None, poll_interval: float) -> AsyncIterator[EventBatch]:
+async def _job_list_batches(
+    uri: str | None, poll_interval: float, userid: int | None
+) -> AsyncIterator[EventBatch]:
     """The first poll as history, then what each poll shows that the ones before did not."""
     frontier: Frontier | None = None
     while True:
         started = time.monotonic()
-        events = await _list_job_events(uri, frontier)
+        events = await _list_job_events(uri, frontier, userid)
         first = frontier is None
         frontier = frontier or Frontier()
         new = [item for item in events if frontier.is_new(item)]

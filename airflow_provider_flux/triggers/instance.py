@@ -22,11 +22,13 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_flux.flux_bindings import own_userid
 from airflow_provider_flux.hooks.flux import FluxHook
-from airflow_provider_flux.instance_events.filter import JobEventFilter
+from airflow_provider_flux.instance_events.filter import ANY_USER, JobEventFilter
 from airflow_provider_flux.instance_events.frontier import Frontier
 from airflow_provider_flux.instance_events.model import EventBatch, InstanceEvent
 from airflow_provider_flux.instance_events.sources import instance_events, instance_history
+from airflow_provider_flux.job.limits import shorten
 from airflow_provider_flux.triggers.base import log_off_loop
 from airflow_provider_flux.version_compat import BaseEventTrigger, TriggerEvent
 
@@ -54,8 +56,26 @@ _streams: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _S
 )
 
 
-def _stream_key(flux_conn_id: str, poll_interval: float) -> tuple[str, str, float]:
-    return ("flux-instance-events", flux_conn_id, float(poll_interval))
+def _stream_key(kwargs: dict[str, Any]) -> tuple[str, str, float, int | None]:
+    """Watchers share a stream per instance, poll interval and user scope (job-list is
+    asked only for the jobs of the one user a scoped stream serves)."""
+    scope = _scope(kwargs.get("userid"))
+    return ("flux-instance-events", kwargs["flux_conn_id"], float(kwargs["poll_interval"]), scope)
+
+
+def _scope(userid: int | str | None) -> int | None:
+    """The user whose jobs a watcher sees: its own (``None``), every user's
+    (:data:`ANY_USER`, as None), or the one named."""
+    if userid is None:
+        return own_userid()
+    if userid == ANY_USER:
+        return None
+    if isinstance(userid, bool) or not isinstance(userid, int) or userid < 0:
+        raise ValueError(
+            f"userid must be a user ID >= 0, or {ANY_USER!r} for every user's jobs, "
+            f"not {shorten(repr(userid))}"
+        )
+    return userid
 
 
 class FluxInstanceEventTrigger(BaseEventTrigger):
@@ -70,7 +90,13 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
     :param events: the event names that fire it (default ``finish``).
     :param job_name: only jobs whose name matches this shell-style pattern.
     :param queue: only jobs submitted to this queue.
-    :param userid: only jobs of this user.
+    :param userid: only jobs of this user. By default, only jobs of the user the
+        connection acts as (this process's, or ``FLUX_HANDLE_USERID``'s: over
+        ``ssh://``, name the remote user's ID): on a shared instance every user's
+        jobs show in job-list and the journal, and any of them could otherwise fire
+        the DAG. ``"any"``: every user's jobs, on purpose. Either way the payload is
+        what a job's submitter chose (its name, its exception notes): treat it as
+        untrusted input in the DAG it starts.
     :param exit_codes: for ``finish``: only these exit codes (a task killed by
         signal N exits 128+N).
     :param exception_types: for ``exception``: only these types (``timeout``, ...).
@@ -87,7 +113,7 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
         events: str | Iterable[str] = ("finish",),
         job_name: str | None = None,
         queue: str | None = None,
-        userid: int | None = None,
+        userid: int | str | None = None,
         exit_codes: int | Iterable[int] | None = None,
         exception_types: str | Iterable[str] | None = None,
         exception_severity: int | None = None,
@@ -95,9 +121,11 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.flux_conn_id = flux_conn_id
+        self.userid = userid  # as given: the user it stands for is resolved where it runs
         self.filter = JobEventFilter.from_arguments(
-            events, job_name, queue, userid, exit_codes, exception_types, exception_severity
-        )
+            events, job_name, queue, _scope(userid), exit_codes, exception_types,
+            exception_severity,
+        )  # fmt: skip
         if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
             raise ValueError(f"poll_interval must be seconds > 0, not {poll_interval!r}")
         self.poll_interval = float(poll_interval)
@@ -114,18 +142,19 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
             {
                 "flux_conn_id": self.flux_conn_id,
                 **self.filter.to_arguments(),
+                "userid": self.userid,
                 "poll_interval": self.poll_interval,
             },
         )
 
     def shared_stream_key(self) -> Hashable | None:
-        """Watchers of one instance (and poll interval) share one stream of its events."""
-        return _stream_key(self.flux_conn_id, self.poll_interval)
+        """Watchers of one instance (poll interval, user scope) share one stream."""
+        return _stream_key(self.serialize()[1])
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         """The instance's job events, as :class:`EventBatch` es: history, then live."""
-        key = _stream_key(kwargs["flux_conn_id"], kwargs["poll_interval"])
+        key = _stream_key(kwargs)
         stream = _Stream()
         streams = _streams.setdefault(asyncio.get_running_loop(), {})
         streams[key] = stream
@@ -140,7 +169,9 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
     async def _batches(kwargs: dict[str, Any], stream: _Stream) -> AsyncGenerator[EventBatch]:
         uri = await FluxHook(kwargs["flux_conn_id"]).aget_uri()
         poll_interval = float(kwargs["poll_interval"])
-        async with aclosing(instance_events(uri, poll_interval=poll_interval)) as batches:
+        scope = _scope(kwargs.get("userid"))
+        events = instance_events(uri, poll_interval=poll_interval, userid=scope)
+        async with aclosing(events) as batches:
             async for batch in batches:
                 if batch.history:
                     # Set before the history goes out: a subscriber that finds it
@@ -184,7 +215,8 @@ class FluxInstanceEventTrigger(BaseEventTrigger):
                 # The stream began before this trigger: what happened in between (and
                 # since it last stopped) comes from a look of its own.
                 uri = await FluxHook(self.flux_conn_id).aget_uri()
-                async for event in self._handle(await instance_history(uri, self._frontier)):
+                history = await instance_history(uri, self._frontier, self.filter.userid)
+                async for event in self._handle(history):
                     yield event
             async for batch in batches:
                 async for event in self._handle(batch):

@@ -23,6 +23,7 @@ from airflow_provider_flux.instance_events import (
     InstanceEvent,
     instance_events,
 )
+from airflow_provider_flux.instance_events.filter import ANY_USER
 from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing.dag_test import use_flux_connection
 from airflow_provider_flux.triggers.instance import FluxInstanceEventTrigger
@@ -152,9 +153,10 @@ async def test_watchers_share_one_stream_and_fire_only_for_their_jobs(
     prefix = unique("share")
 
     def watcher(trigger_id: int, exit_codes: int) -> AsyncIterator[TriggerEvent]:
+        # The guest watches the owner's jobs: every user's, said so.
         trigger = FluxInstanceEventTrigger(
             flux_conn_id=CONN_ID, job_name=f"{prefix}-*", exit_codes=exit_codes,
-            poll_interval=0.2,
+            poll_interval=0.2, userid=ANY_USER if as_guest else None,
         )  # fmt: skip
         stream = manager.subscribe(
             trigger_id=trigger_id, trigger=trigger, key=trigger.shared_stream_key()

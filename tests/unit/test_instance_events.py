@@ -19,6 +19,7 @@ from airflow_provider_flux.instance_events import (
     JournalReader,
     job_list_events,
 )
+from airflow_provider_flux.instance_events.filter import ANY_USER
 from airflow_provider_flux.instance_events.sources import by_timestamp
 from airflow_provider_flux.job.ending import exit_code
 from airflow_provider_flux.job.event import JobEvent
@@ -187,7 +188,8 @@ def test_an_empty_instance_has_an_empty_history_at_the_origin() -> None:
 
 
 def trigger(**kwargs: Any) -> FluxInstanceEventTrigger:
-    return FluxInstanceEventTrigger(flux_conn_id="flux_sim", **kwargs)
+    """A watcher of every user's jobs (these jobs are user 1000's)."""
+    return FluxInstanceEventTrigger(flux_conn_id="flux_sim", **{"userid": ANY_USER, **kwargs})
 
 
 def test_the_trigger_serializes_to_what_builds_it_again() -> None:

@@ -37,9 +37,11 @@ for kind in KINDS:
         watchers=[
             AssetWatcher(
                 name=f"flux_{kind}_evt_watcher",
+                # The jobs of the user the tests submit as, whichever user the
+                # triggerer acts as (the tests also run one as a guest).
                 trigger=FluxInstanceEventTrigger(
                     flux_conn_id=f"flux_{kind}", events="finish", job_name=JOB_NAME,
-                    exit_codes=0, poll_interval=POLL_INTERVAL,
+                    exit_codes=0, poll_interval=POLL_INTERVAL, userid=os.getuid(),
                 ),
             )
         ],
