@@ -6,24 +6,35 @@ So every job the operator submits carries its task instance's identity, in the
 jobspec attribute ``system.airflow`` and in its default name, and a retry asks
 Flux (job-list, which any user may query for their jobs) for the jobs of earlier
 tries before it submits.
+
+A name and an attribute can be copied. So a retry adopts only a job of its own
+user (another user's job planted with the same name is not its), submitted after
+its DAG run began, that names the same deployment (two Airflows sharing one account
+and instance make the same scheduled run IDs; see :func:`deployment_identity`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_flux.config import SECTION
 from airflow_provider_flux.exceptions import FluxConnectionFailedError
+from airflow_provider_flux.flux_bindings import own_userid
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding
 from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.jobspec import parse_jobspec, substitute_index
-from airflow_provider_flux.version_compat import Context
+from airflow_provider_flux.version_compat import Context, conf
 from airflow_provider_flux.wait.job_watch import Log
 
 # Where in the jobspec's attributes a job carries its task instance (dotted).
 IDENTITY_ATTRIBUTE = "system.airflow"
+
+# How far Flux's clock (a job's t_submit) may be behind Airflow's (a run's start).
+CLOCK_SLACK_SECONDS = 60.0
 
 # What job_status says of a job (or an array, taken as one).
 JOB_ACTIVE = "active"
@@ -39,6 +50,8 @@ class TaskIdentity:
     :param run_id: the DAG run.
     :param map_index: the index of a mapped task instance (-1: not mapped).
     :param try_number: the try that submitted the job.
+    :param deployment: the Airflow deployment (:func:`deployment_identity`).
+    :param run_started: when the DAG run began (seconds since the epoch), if it has.
     """
 
     dag_id: str
@@ -46,14 +59,18 @@ class TaskIdentity:
     run_id: str
     map_index: int
     try_number: int
+    deployment: str = ""
+    run_started: float | None = None
 
     @classmethod
     def from_context(cls, context: Context) -> TaskIdentity:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
+        started = getattr(context.get("dag_run"), "start_date", None)
         return cls(
             ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index),
-            int(ti.try_number),
+            int(ti.try_number), deployment_identity(),
+            None if started is None else started.timestamp(),
         )  # fmt: skip
 
     def attribute(self, index: int | None) -> dict[str, Any]:
@@ -62,6 +79,7 @@ class TaskIdentity:
         value: dict[str, Any] = {
             "dag_id": self.dag_id, "task_id": self.task_id, "run_id": self.run_id,
             "map_index": self.map_index, "try_number": self.try_number,
+            "deployment": self.deployment,
         }  # fmt: skip
         if index is not None:
             value["array_index"] = index
@@ -76,15 +94,34 @@ class TaskIdentity:
 
     def is_earlier_try_of(self, attribute: Any) -> bool:
         """Whether a job's ``system.airflow`` attribute names an earlier try of this
-        task instance."""
+        task instance, in this deployment (a job submitted before deployments were
+        named, by release 0.2.0, names none)."""
         if not isinstance(attribute, Mapping):
             return False
         same = all(
             attribute.get(key) == getattr(self, key)
             for key in ("dag_id", "task_id", "run_id", "map_index")
         )
+        deployment = attribute.get("deployment")
         try_number = attribute.get("try_number")
-        return same and isinstance(try_number, int) and try_number < self.try_number
+        return (
+            same
+            and deployment in (None, self.deployment)
+            and isinstance(try_number, int)
+            and try_number < self.try_number
+        )
+
+
+def deployment_identity() -> str:
+    """What tells this Airflow deployment's jobs from another's on one instance:
+    ``[flux] deployment_id`` when set, else a digest of the execution API's URL
+    (``[core] execution_api_server_url``), which each deployment's workers reach
+    its own API server by."""
+    configured = conf.get(SECTION, "deployment_id", fallback="")
+    if configured:
+        return str(configured)
+    url = conf.get("core", "execution_api_server_url", fallback="") or ""
+    return "api-" + hashlib.sha256(str(url).encode()).hexdigest()[:16]
 
 
 def given_job_names(
@@ -112,13 +149,21 @@ def follows_a_clear(context: Context, retries: int) -> bool:
 def jobs_of_latest_earlier_try(
     hook: FluxHook, identity: TaskIdentity, names: Sequence[str]
 ) -> tuple[int, dict[int | None, int]] | None:
-    """The jobs the latest earlier try of ``identity``'s task instance submitted.
+    """The jobs the latest earlier try of ``identity``'s task instance submitted: jobs
+    of this process's Flux user, submitted once its DAG run had begun, whose identity
+    names an earlier try in this deployment.
 
     ``names``: every name those jobs may have (their default names, or the names the
     task gives). Returns that try's number and its jobs by array index (None: a job
     that is not in an array), or None when no earlier try submitted any.
     """
-    candidates = [int(job["id"]) for job in hook.find_jobs(names, attrs=["t_submit"])]
+    found_jobs = hook.find_jobs(names, attrs=["t_submit"], userid=own_userid())
+    candidates = [
+        int(job["id"])
+        for job in found_jobs
+        if identity.run_started is None
+        or float(job.get("t_submit") or 0) >= identity.run_started - CLOCK_SLACK_SECONDS
+    ]
     found: dict[int, dict[int | None, int]] = {}
     for jobid, jobspec in hook.read_jobspecs(candidates).items():
         attribute = _dotted(jobspec.get("attributes") or {}, IDENTITY_ATTRIBUTE)

@@ -80,7 +80,7 @@ def test_default_names_lead_with_the_task_and_carry_the_identity() -> None:
     assert who.job_name() == "simulate[7].try2@etl/manual__1"
     assert who.attribute(3) == {
         "dag_id": "etl", "task_id": "simulate", "run_id": "manual__1", "map_index": 7,
-        "try_number": 2, "array_index": 3,
+        "try_number": 2, "deployment": "", "array_index": 3,
     }  # fmt: skip
     assert who.is_earlier_try_of({**who.attribute(None), "try_number": 1})
     assert not who.is_earlier_try_of({**who.attribute(None), "try_number": 2})

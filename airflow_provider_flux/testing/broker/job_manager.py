@@ -3,8 +3,10 @@ their recorded lifecycles, raising exceptions (what ``flux cancel`` sends), urge
 the jobs' generated output, and the events journal.
 
 A job's ``attributes.system.simulator`` options shape it: ``scenario`` (the
-recording it replays), ``hold_before``, ``private`` and ``output`` (lines its tasks
-write while it runs; see :class:`~airflow_provider_flux.testing.broker.jobs.OutputOption`).
+recording it replays), ``hold_before``, ``private`` (another user's job, unreadable
+even by the owner), ``userid`` (another user's job, as the owner sees it) and
+``output`` (lines its tasks write while it runs; see
+:class:`~airflow_provider_flux.testing.broker.jobs.OutputOption`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class JobManagerService:
         jobid = self._new_jobid()
         private = bool(options.get("private", False))
         userid = broker.userid + 1 if private else broker.userid  # another user's job
+        if isinstance(options.get("userid"), int):
+            userid = options["userid"]  # another user's job, which the owner may read
         job = Job(jobid, jobspec, job_name(jobspec) if jobspec else name, private, userid)
         broker.jobs[jobid] = job
         job.hold_before = options.get("hold_before")
