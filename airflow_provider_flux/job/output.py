@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_flux.job.event import JobEvent
+from airflow_provider_flux.job.limits import shorten
 
 # Bytes of a job's output copied into the task log, by default.
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
+# The eventlog a job's output is in.
+OUTPUT_EVENTLOG = "guest.output"
 
 CUT_MARK = " [cut]"
 
@@ -50,11 +53,27 @@ class OutputProgress:
             return None
 
 
-def _decode(context: Mapping[str, Any]) -> str:
-    data = str(context.get("data", ""))
+class MalformedOutputError(ValueError):
+    """A ``data`` event that is not what RFC 24 says one is."""
+
+
+def decoded_data(context: Mapping[str, Any]) -> tuple[str, int]:
+    """A ``data`` event's text (base64 decoded when so encoded) and its ``repeat``.
+
+    :raises MalformedOutputError: bad base64, or a ``repeat`` that is not a count.
+    """
+    data = context.get("data", "")
+    repeat = context.get("repeat", 1)
+    if not isinstance(data, str) or isinstance(repeat, bool) or not isinstance(repeat, int):
+        raise MalformedOutputError(f"data {type(data).__name__}, repeat {shorten(repr(repeat))}")
+    if repeat < 1:
+        raise MalformedOutputError(f"repeat {repeat}")
     if context.get("encoding") == "base64":
-        data = base64.b64decode(data).decode("utf-8", errors="replace")
-    return data
+        try:
+            data = base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+        except ValueError as err:
+            raise MalformedOutputError(f"bad base64: {err}") from err
+    return data, repeat
 
 
 class OutputLines:
@@ -74,6 +93,7 @@ class OutputLines:
         self.cut = cut
         self._partial: dict[tuple[str, str], str] = {}
         self._ranks_labelled = False
+        self.malformed = 0  # data events skipped (told once)
 
     @property
     def exhausted(self) -> bool:
@@ -97,7 +117,15 @@ class OutputLines:
         key = (str(context.get("stream")), str(context.get("rank")))
         lines: list[str] = []
         if "data" in context:
-            lines = self._take(key, _decode(context), int(context.get("repeat", 1)))
+            try:
+                data, repeat = decoded_data(context)
+            except MalformedOutputError as err:
+                self.malformed += 1
+                if self.malformed == 1:
+                    lines = [f"flux-shell: a malformed output event was skipped ({err}); "
+                             "any more are skipped without a word"]  # fmt: skip
+            else:
+                lines = self._take(key, data, repeat)
         if context.get("eof"):
             lines += self.flush(key)
         return lines
@@ -160,16 +188,32 @@ class OutputLines:
 def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
     """The job's stdout and stderr, stream by stream, cut at ``limit`` bytes.
 
-    Returns the text and the number of bytes left out.
+    Returns the text and the number of bytes left out. Repeated data (``repeat``) is
+    expanded only as far as it can show; malformed data events are skipped, as when
+    the output is followed live.
     """
     streams: dict[str, list[str]] = {}
+    sizes: dict[str, int] = {}
+    left_out = 0
     for event in events:
         if event.name == "data" and "data" in event.context:
-            streams.setdefault(str(event.context.get("stream")), []).append(event.context["data"])
+            try:
+                data, repeat = decoded_data(event.context)
+            except MalformedOutputError:
+                continue
+            stream = str(event.context.get("stream"))
         elif event.name == "log":
-            streams.setdefault("log", []).append(str(event.context.get("message", "")) + "\n")
+            data, repeat, stream = str(event.context.get("message", "")) + "\n", 1, "log"
+        else:
+            continue
+        size = len(data.encode())
+        fits = repeat if size == 0 else min(repeat, (limit - sizes.get(stream, 0)) // size + 1)
+        fits = max(fits, 0)
+        left_out += size * (repeat - fits)
+        streams.setdefault(stream, []).append(data * fits)
+        sizes[stream] = sizes.get(stream, 0) + size * fits
     text = "".join(f"--- {name} ---\n{''.join(parts)}" for name, parts in streams.items())
-    data = text.encode()
-    if len(data) <= limit:
-        return text, 0
-    return data[:limit].decode(errors="ignore"), len(data) - limit
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text, left_out
+    return encoded[:limit].decode(errors="ignore"), len(encoded) - limit + left_out

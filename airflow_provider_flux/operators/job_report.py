@@ -3,9 +3,11 @@ job judged once from its eventlog, and the output of all of them within one budg
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_flux.aio.output_reader import read_outputs
 from airflow_provider_flux.exceptions import (
     FluxJobExceptionError,
     FluxJobFailedError,
@@ -14,7 +16,6 @@ from airflow_provider_flux.exceptions import (
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding, describe_wait_status
 from airflow_provider_flux.job.jobid import format_jobid
-from airflow_provider_flux.job.output import format_output
 from airflow_provider_flux.wait.job_watch import Log
 
 # A failed array's outcome table lists every job up to this many, else the failed ones.
@@ -37,6 +38,20 @@ def raise_if_job_failed(jobid: int, ending: JobEnding) -> None:
     if ending.status:
         code, number, words = describe_wait_status(ending.status)
         raise FluxJobFailedError(f"Flux job {job} {words}", jobid, code, number)
+
+
+def report_array(
+    hook: FluxHook, jobids: Sequence[int], index_of: Mapping[int, int], limit: int, log: Log
+) -> None:
+    """Log the output of a clean array's jobs (``limit`` bytes in all), then judge
+    each as one job is judged.
+
+    :raises FluxJobsFailedError: a job of the array failed.
+    """
+    log_outputs(hook, jobids, index_of, limit, log)
+    endings = {jobid: JobEnding.from_events(hook.read_eventlog(jobid)[0]) for jobid in jobids}
+    raise_if_array_failed(endings, index_of, log)
+    log.info("all %d Flux jobs of the array completed successfully", len(jobids))
 
 
 def raise_if_array_failed(
@@ -86,24 +101,21 @@ def log_outputs(
     log: Log,
 ) -> None:
     """Log the output of jobs that are over, ``limit`` bytes in all (``index_of``:
-    each job's index in its array, for jobs of an array)."""
-    left = limit
-    cut = 0
-    for jobid in jobids:
-        try:
-            events, _ = hook.read_eventlog(jobid, "guest.output")
-        except OSError as err:
-            log.warning("could not read the output of job %s: %s", format_jobid(jobid), err)
-            continue
-        text, left_out = format_output(events, left)
-        if text:
-            index = f" (index {index_of[jobid]})" if jobid in index_of else ""
-            log.info("output of Flux job %s%s:\n%s", format_jobid(jobid), index, text)
-        left -= len(text.encode())
-        cut += left_out
-    if cut:
+    each job's index in its array, for jobs of an array). Reading stops where the
+    budget does: what a job wrote past it, and the jobs after it, are not read."""
+    outputs = asyncio.run(read_outputs(jobids, hook.get_uri(), limit))
+    for output in outputs:
+        job = format_jobid(output.jobid)
+        if output.error is not None:
+            log.warning("could not read the output of job %s: %s", job, output.error)
+        elif output.text:
+            index = f" (index {index_of[output.jobid]})" if output.jobid in index_of else ""
+            log.info("output of Flux job %s%s:\n%s", job, index, output.text)
+    unread = len(jobids) - len(outputs)
+    if unread or any(output.cut for output in outputs):
         in_all = " in all" if index_of else ""
+        jobs = f"; the output of {unread} more jobs was not read" if unread else ""
         log.warning(
-            "job output cut at output_limit=%d bytes%s: %d more bytes not shown",
-            limit, in_all, cut,
+            "job output cut at output_limit=%d bytes%s: the rest was not read%s",
+            limit, in_all, jobs,
         )  # fmt: skip

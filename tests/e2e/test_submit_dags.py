@@ -111,7 +111,7 @@ def test_output_copied_at_the_end_when_not_streamed(
     assert result.task_states["run"] == "success"
     # The stream that wrote first comes first (Flux does not order stdout and stderr).
     assert "--- stderr ---\noops\n" in printed or "--- stdout ---\nhello\n" in printed
-    assert "job output cut at output_limit=24 bytes: 17 more bytes not shown" in printed
+    assert "job output cut at output_limit=24 bytes: the rest was not read" in printed
     assert "stderr: oops" not in printed
 
 
