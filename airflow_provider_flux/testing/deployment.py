@@ -14,6 +14,11 @@ PostgreSQL comes from the machine (Debian's ``postgresql`` package: ``initdb`` a
 ``pg_ctl`` on PATH or under ``/usr/lib/postgresql/*/bin``); the driver is
 ``psycopg2``. When run as root, the server runs as the ``postgres`` user (which
 Debian's package creates), since PostgreSQL refuses to run as root.
+
+For tests on a machine of your own: the database listens on 127.0.0.1 (with a
+random password, but any local user can reach the port), and every user of the
+api-server is an admin (Airflow's simple auth manager, ``all_admins``). Do not run
+it on a shared login node.
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ def wait_until(
 
 
 class PostgresServer(Service):
-    """A throw-away PostgreSQL server on a free local port, trusting local connections.
+    """A throw-away PostgreSQL server on a free local port, its one user ``airflow``
+    with a random password (``url`` holds it): other local users cannot log in.
 
     :param workdir: where its data directory goes (default: a new temporary directory).
     """
@@ -103,17 +109,19 @@ class PostgresServer(Service):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="airflow-pg-"))
         self.datadir = self.workdir / "pgdata"
         self.port = free_port()
-        self.url = f"postgresql+psycopg2://airflow@127.0.0.1:{self.port}/airflow"
+        self.password = secrets.token_urlsafe(24)
+        self.url = f"postgresql+psycopg2://airflow:{self.password}@127.0.0.1:{self.port}/airflow"
         # PostgreSQL refuses to run as root: then its commands run as ``postgres``.
         self._as_user: dict[str, Any] = {}
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             self._as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
 
-    def _run(self, *command: str) -> None:
+    def _run(self, *command: str, env: Mapping[str, str] | None = None) -> None:
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=120, **self._as_user
-        )
+            command, capture_output=True, text=True, timeout=120,
+            env={**os.environ, **(env or {})}, **self._as_user,
+        )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(f"{command[0]} failed: {result.stderr.strip() or result.stdout}")
 
@@ -123,10 +131,18 @@ class PostgresServer(Service):
             os.chmod(self.workdir, 0o755)
             self.datadir.mkdir()
             os.chown(self.datadir, self._as_user["user"], self._as_user["group"])
-        self._run(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "airflow",
-            "--auth=trust", "--encoding=UTF8", "--no-sync",
-        )  # fmt: skip
+        pwfile = self.workdir / "password"
+        pwfile.write_text(self.password)
+        pwfile.chmod(0o600)
+        if self._as_user:
+            os.chown(pwfile, self._as_user["user"], self._as_user["group"])
+        try:
+            self._run(
+                str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "airflow",
+                "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink()
         options = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
@@ -134,7 +150,7 @@ class PostgresServer(Service):
         )  # fmt: skip
         self._run(
             str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-            "-U", "airflow", "airflow",
+            "-U", "airflow", "airflow", env={"PGPASSWORD": self.password},
         )  # fmt: skip
         return self
 
