@@ -59,10 +59,11 @@ class FluxEventSensorBase(BaseSensorOperator):
     """What the job event sensors share: the event to wait for, on which eventlog, and
     the rules for deferring. Bad values fail the task at once, without retry.
 
-    :param event: ``eventlog``, ``match_context``, ``raise_on_exception``, ``count``,
-        ``waitcreate``: the wait, as :class:`~airflow_provider_flux.wait.WaitArguments`
-        describes it (``event``, ``eventlog`` and ``match_context`` are templated;
-        ``waitcreate`` applies in deferrable mode).
+    :param event: the event to wait for. It and ``eventlog``, ``match_context``,
+        ``raise_on_exception``, ``count`` and ``waitcreate`` are the wait, as
+        :class:`~airflow_provider_flux.wait.WaitArguments` describes them (``event``,
+        ``eventlog`` and ``match_context`` are templated; ``waitcreate`` applies in
+        deferrable mode).
     :param flux_conn_id: the ``flux`` Airflow connection.
     :param deferrable: defer to the triggerer (default True; see
         :func:`~airflow_provider_flux.config.default_deferrable`).

@@ -44,8 +44,9 @@ class FluxWaitTrigger(BaseTrigger):
     It also keeps the ``deadline`` (a task's ``execution_timeout``, which Airflow does
     not enforce on deferred tasks in a way that reaches Flux): see :meth:`_watch_until`.
 
-    :param event: ``eventlog``, ``match_context``, ``raise_on_exception``, ``count``,
-        ``waitcreate``: the wait (see :class:`~airflow_provider_flux.wait.WaitArguments`).
+    :param event: the event to wait for. It and ``eventlog``, ``match_context``,
+        ``raise_on_exception``, ``count`` and ``waitcreate`` are the wait, as
+        :class:`~airflow_provider_flux.wait.WaitArguments` describes them.
     :param flux_conn_id: the ``flux`` Airflow connection of the instance.
     :param reconnect_attempts: reconnections in a row after a lost connection.
     :param cancel_on_kill: cancel the jobs, with ``cancel_reason``, when the task is
