@@ -90,30 +90,49 @@ class FluxHook(BaseHook):
         :raises FileNotFoundError: no such job (or eventlog, once the job is inactive).
         :raises PermissionError: the job belongs to another user.
         """
+        (read,) = self.read_eventlogs([jobid], eventlog)
+        if isinstance(read, OSError):
+            raise read
+        return read
+
+    def read_eventlogs(
+        self, jobids: Sequence[int], eventlog: str = "eventlog"
+    ) -> list[tuple[list[JobEvent], bool] | OSError]:
+        """Read the eventlogs of many jobs as :meth:`read_eventlog` reads one, on one
+        handle with many lookups in flight (blocking); each job's events and whether
+        they are complete, in order, or the error (as :meth:`read_eventlog` raises it)
+        that reading it met."""
         uri = self.get_uri()
         bindings = load_bindings(uri)
         handle = bindings.open(uri)
-        main = self._lookup(bindings, handle, jobid, "eventlog")
-        complete = any(event.name == "clean" for event in main)
+        instance = effective_uri(uri) or "the system instance"
+        mains = _lookup_many(bindings, handle, jobids, "eventlog", instance)
+        results: list[tuple[list[JobEvent], bool] | OSError] = [
+            main if isinstance(main, OSError) else (main, any(e.name == "clean" for e in main))
+            for main in mains
+        ]
         if eventlog == "eventlog":
-            return main, complete
-        if eventlog.startswith("guest.") and not any(e.name == "release" for e in main):
-            return [], complete
-        return self._lookup(bindings, handle, jobid, eventlog), complete
-
-    def _lookup(self, bindings: FluxBindings, handle: Any, jobid: int, key: str) -> list[JobEvent]:
-        try:
-            found = bindings.job.job_info_lookup(handle, jobid, keys=[key]).get()
-        except OSError as err:
-            where = f"job {format_jobid(jobid)} on {self.describe()}"
-            if err.errno == errno.ENOENT:
-                raise FileNotFoundError(
-                    err.errno, f"{where}: no such job, or no eventlog {key!r}"
-                ) from err
-            if err.errno == errno.EPERM:
-                raise PermissionError(err.errno, f"{where}: not allowed to read {key!r}") from err
-            raise OSError(err.errno, f"{where}: reading {key!r} failed: {err.strerror}") from err
-        return parse_eventlog(str(found[key]))
+            return results
+        # A guest eventlog reaches the main namespace when the job releases: until
+        # then it reads as empty.
+        released = [
+            index
+            for index, main in enumerate(mains)
+            if not isinstance(main, OSError)
+            and (not eventlog.startswith("guest.") or any(e.name == "release" for e in main))
+        ]
+        lookups = _lookup_many(bindings, handle, [jobids[i] for i in released], eventlog, instance)
+        guests = dict(zip(released, lookups, strict=True))
+        read: list[tuple[list[JobEvent], bool] | OSError] = []
+        for index, result in enumerate(results):
+            guest = guests.get(index, [])
+            if isinstance(result, OSError):
+                read.append(result)
+            elif isinstance(guest, OSError):
+                read.append(guest)
+            else:
+                read.append((guest, result[1]))
+        return read
 
     def submit(self, jobspec: Mapping[str, Any] | str, urgency: int = 16) -> int:
         """Submit a jobspec (a dict, or its JSON/YAML text); returns the job ID (blocking).
@@ -248,3 +267,34 @@ class FluxHook(BaseHook):
         except Exception as err:
             return False, f"cannot connect to Flux at {self.describe()}: {err}"
         return True, f"connected to Flux at {self.describe()} (size {size})"
+
+
+def _lookup_many(
+    bindings: FluxBindings, handle: Any, jobids: Sequence[int], key: str, instance: str
+) -> list[list[JobEvent] | OSError]:
+    """``key`` of each job (an eventlog, parsed), in windows of lookups in flight on
+    one handle; a job that cannot be read gives its error instead."""
+    found: list[list[JobEvent] | OSError] = []
+    for window in windows(jobids):
+        futures = [
+            (jobid, bindings.job.job_info_lookup(handle, jobid, keys=[key])) for jobid in window
+        ]
+        for jobid, future in futures:
+            try:
+                found.append(parse_eventlog(str(future.get()[key])))
+            except OSError as err:
+                found.append(_lookup_error(jobid, key, err, instance))
+    return found
+
+
+def _lookup_error(jobid: int, key: str, err: OSError, instance: str) -> OSError:
+    where = f"job {format_jobid(jobid)} on {instance}"
+    error: OSError
+    if err.errno == errno.ENOENT:
+        error = FileNotFoundError(err.errno, f"{where}: no such job, or no eventlog {key!r}")
+    elif err.errno == errno.EPERM:
+        error = PermissionError(err.errno, f"{where}: not allowed to read {key!r}")
+    else:
+        error = OSError(err.errno, f"{where}: reading {key!r} failed: {err.strerror}")
+    error.__cause__ = err
+    return error

@@ -193,14 +193,13 @@ def job_status(hook: FluxHook, jobids: Sequence[int]) -> str:
         task may; submitting again would not be safe).
     """
     failures: list[str] = []
-    for jobid in jobids:
-        try:
-            events, complete = hook.read_eventlog(jobid)
-        except (FileNotFoundError, PermissionError) as err:
-            return f"unknown: {err}"
-        except OSError as err:
+    for jobid, read in zip(jobids, hook.read_eventlogs(jobids), strict=True):
+        if isinstance(read, (FileNotFoundError, PermissionError)):
+            return f"unknown: {read}"
+        if isinstance(read, OSError):
             job = format_jobid(jobid)
-            raise FluxConnectionFailedError(f"cannot read job {job}: {err}") from err
+            raise FluxConnectionFailedError(f"cannot read job {job}: {read}") from read
+        events, complete = read
         if not complete:
             return JOB_ACTIVE
         why = JobEnding.from_events(events).failure()

@@ -49,7 +49,11 @@ def report_array(
     :raises FluxJobsFailedError: a job of the array failed.
     """
     log_outputs(hook, jobids, index_of, limit, log)
-    endings = {jobid: JobEnding.from_events(hook.read_eventlog(jobid)[0]) for jobid in jobids}
+    endings: dict[int, JobEnding] = {}
+    for jobid, read in zip(jobids, hook.read_eventlogs(jobids), strict=True):
+        if isinstance(read, OSError):
+            raise read
+        endings[jobid] = JobEnding.from_events(read[0])
     raise_if_array_failed(endings, index_of, log)
     log.info("all %d Flux jobs of the array completed successfully", len(jobids))
 

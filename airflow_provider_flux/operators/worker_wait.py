@@ -55,7 +55,8 @@ async def watch_until_clean(
 
 
 def poll_until_clean(hook: FluxHook, jobids: Sequence[int], poll_interval: float) -> None:
-    """Read the jobs' eventlogs every ``poll_interval`` seconds until all are clean."""
+    """Read the jobs' eventlogs (on one handle) every ``poll_interval`` seconds until
+    all are clean."""
     pending = list(jobids)
     while pending:
         pending = [

@@ -266,7 +266,7 @@ class FluxJobEventSensor(FluxEventSensorBase):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
         spec, eventlog = self._resolved_wait()
-        outcome = _poke_job(FluxHook(self.flux_conn_id), spec, jobid, eventlog)
+        outcome = _poke_jobs(FluxHook(self.flux_conn_id), spec, [jobid], eventlog).get(jobid)
         if outcome is None:
             return False
         if outcome.reason is None:
@@ -288,21 +288,25 @@ def _pulls_all_map_indexes(value: Any) -> bool:
     return isinstance(value, str) and "xcom_pull(" in value and "map_indexes" not in value
 
 
-def _poke_job(hook: FluxHook, spec: EventWaitSpec, jobid: int, eventlog: str) -> JobOutcome | None:
-    """One job's outcome from its eventlog as it stands, or None to keep waiting.
+def _poke_jobs(
+    hook: FluxHook, spec: EventWaitSpec, jobids: list[int], eventlog: str
+) -> dict[int, JobOutcome]:
+    """The outcomes of the jobs whose eventlogs, as they stand, decide the wait (read
+    on one handle); the others are left out, to keep waiting.
 
     :raises FluxConnectionFailedError: the instance could not be read (a retry may help).
     """
-    try:
-        events, complete = hook.read_eventlog(jobid, eventlog)
-    except FileNotFoundError as err:
-        return JobOutcome(REASON_NOT_FOUND, None, str(err))
-    except PermissionError as err:
-        return JobOutcome(REASON_PERMISSION, None, str(err))
-    except OSError as err:
-        raise FluxConnectionFailedError(str(err)) from err
-    result = spec.judge_eventlog(events, complete)
-    return None if result is None else outcome_of(spec, jobid, eventlog, result)
+    outcomes: dict[int, JobOutcome] = {}
+    for jobid, read in zip(jobids, hook.read_eventlogs(jobids, eventlog), strict=True):
+        if isinstance(read, FileNotFoundError):
+            outcomes[jobid] = JobOutcome(REASON_NOT_FOUND, None, str(read))
+        elif isinstance(read, PermissionError):
+            outcomes[jobid] = JobOutcome(REASON_PERMISSION, None, str(read))
+        elif isinstance(read, OSError):
+            raise FluxConnectionFailedError(str(read)) from read
+        elif (result := spec.judge_eventlog(*read)) is not None:
+            outcomes[jobid] = outcome_of(spec, jobid, eventlog, result)
+    return outcomes
 
 
 class FluxJobsEventSensor(FluxEventSensorBase):
@@ -376,12 +380,7 @@ class FluxJobsEventSensor(FluxEventSensorBase):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         (jobids, rule), (spec, eventlog) = self._validated(), self._resolved_wait()
-        hook = FluxHook(self.flux_conn_id)
-        outcomes: dict[int, JobOutcome] = {}
-        for jobid in jobids:
-            outcome = _poke_job(hook, spec, jobid, eventlog)
-            if outcome is not None:
-                outcomes[jobid] = outcome
+        outcomes = _poke_jobs(FluxHook(self.flux_conn_id), spec, jobids, eventlog)
         matched = sum(1 for outcome in outcomes.values() if outcome.reason is None)
         decision = rule.decide(matched, len(outcomes) - matched)
         if decision is None:

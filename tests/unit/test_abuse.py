@@ -388,3 +388,26 @@ def test_repeated_output_is_expanded_only_as_far_as_it_shows() -> None:
     text, left_out = format_output([huge], 100)
     assert len(text) == 100
     assert left_out == 10**9 + len("--- stdout ---\n") - 100
+
+
+def test_many_eventlogs_are_read_on_one_handle_with_each_jobs_error_in_place(
+    hook: FluxHook, sim: SimulatedFlux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An array's endings, a durable status, an ensemble's poke: one handle for the
+    batch (over ssh:// each handle is an ssh session), not one per job."""
+    from airflow_provider_flux.flux_bindings import FluxBindings
+
+    done = [sim.submit("success") for _ in range(3)]
+    private = sim.submit("success", private=True)
+    for jobid in done:
+        hook.read_eventlog(jobid)  # wait until each is known
+    opened: list[str | None] = []
+    real_open = FluxBindings.open
+    monkeypatch.setattr(
+        FluxBindings, "open", lambda self, uri: opened.append(uri) or real_open(self, uri)
+    )
+    reads = hook.read_eventlogs([done[0], 424242, private, *done[1:]])
+    assert len(opened) == 1
+    assert isinstance(reads[1], FileNotFoundError)
+    assert isinstance(reads[2], PermissionError)
+    assert [read[0][0].name for read in (reads[0], reads[3], reads[4])] == ["submit"] * 3
