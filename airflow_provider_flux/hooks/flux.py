@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from airflow_provider_flux.aio.errors import ENDED_JOB_ERRNOS
@@ -105,8 +105,8 @@ class FluxHook(BaseHook):
         uri = self.get_uri()
         bindings = load_bindings(uri)
         handle = bindings.open(uri)
-        instance = effective_uri(uri) or "the system instance"
-        mains = _lookup_many(bindings, handle, jobids, "eventlog", instance)
+        instance = _where(uri)
+        mains = _lookup_many(bindings, handle, jobids, "eventlog", instance, _eventlog)
         results: list[tuple[list[JobEvent], bool] | OSError] = [
             main if isinstance(main, OSError) else (main, any(e.name == "clean" for e in main))
             for main in mains
@@ -121,7 +121,8 @@ class FluxHook(BaseHook):
             if not isinstance(main, OSError)
             and (not eventlog.startswith("guest.") or any(e.name == "release" for e in main))
         ]
-        lookups = _lookup_many(bindings, handle, [jobids[i] for i in released], eventlog, instance)
+        wanted = [jobids[i] for i in released]
+        lookups = _lookup_many(bindings, handle, wanted, eventlog, instance, _eventlog)
         guests = dict(zip(released, lookups, strict=True))
         read: list[tuple[list[JobEvent], bool] | OSError] = []
         for index, result in enumerate(results):
@@ -205,20 +206,13 @@ class FluxHook(BaseHook):
         cannot be read (gone, or another user's) are left out."""
         uri = self.get_uri()
         bindings = load_bindings(uri)
-        handle = bindings.open(uri)
-        jobspecs: dict[int, dict[str, Any]] = {}
-        for window in windows(jobids):
-            futures = [
-                (jobid, bindings.job.job_info_lookup(handle, jobid, keys=["jobspec"]))
-                for jobid in window
-            ]
-            for jobid, future in futures:
-                try:
-                    jobspec = future.get()["jobspec"]
-                except OSError:
-                    continue
-                jobspecs[jobid] = json.loads(jobspec) if isinstance(jobspec, str) else jobspec
-        return jobspecs
+        instance = _where(uri)
+        found = _lookup_many(bindings, bindings.open(uri), jobids, "jobspec", instance, _jobspec)
+        return {
+            jobid: jobspec
+            for jobid, jobspec in zip(jobids, found, strict=True)
+            if not isinstance(jobspec, OSError)
+        }
 
     def instance_uri(self) -> str:
         """The URI of the instance this hook connects to, as ``flux proxy`` takes it."""
@@ -252,8 +246,7 @@ class FluxHook(BaseHook):
 
     def describe(self) -> str:
         """Where this hook connects, for log lines."""
-        uri = self.get_uri()
-        return effective_uri(uri) or "the system instance"
+        return _where(self.get_uri())
 
     def test_connection(self) -> tuple[bool, str]:
         """Open a handle and read the instance size, as the UI's *Test* button does."""
@@ -269,22 +262,43 @@ class FluxHook(BaseHook):
         return True, f"connected to Flux at {self.describe()} (size {size})"
 
 
+def _where(uri: str | None) -> str:
+    """The instance a handle opened with ``uri`` connects to, for messages."""
+    return effective_uri(uri) or "the system instance"
+
+
 def _lookup_many(
-    bindings: FluxBindings, handle: Any, jobids: Sequence[int], key: str, instance: str
-) -> list[list[JobEvent] | OSError]:
-    """``key`` of each job (an eventlog, parsed), in windows of lookups in flight on
-    one handle; a job that cannot be read gives its error instead."""
-    found: list[list[JobEvent] | OSError] = []
+    bindings: FluxBindings,
+    handle: Any,
+    jobids: Sequence[int],
+    key: str,
+    instance: str,
+    parse: Callable[[Any], T],
+) -> list[T | OSError]:
+    """``key`` of each job, ``parse``d, in windows of lookups in flight on one handle;
+    a job that cannot be read gives its error instead."""
+    found: list[T | OSError] = []
     for window in windows(jobids):
         futures = [
             (jobid, bindings.job.job_info_lookup(handle, jobid, keys=[key])) for jobid in window
         ]
         for jobid, future in futures:
             try:
-                found.append(parse_eventlog(str(future.get()[key])))
+                value = future.get()[key]
             except OSError as err:
                 found.append(_lookup_error(jobid, key, err, instance))
+                continue
+            found.append(parse(value))
     return found
+
+
+def _eventlog(value: Any) -> list[JobEvent]:
+    return parse_eventlog(str(value))
+
+
+def _jobspec(value: Any) -> dict[str, Any]:
+    jobspec: dict[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return jobspec
 
 
 def _lookup_error(jobid: int, key: str, err: OSError, instance: str) -> OSError:
