@@ -38,6 +38,7 @@ from airflow_provider_flux.operators.durable import (
 from airflow_provider_flux.operators.job_report import (
     log_outputs,
     raise_if_job_failed,
+    read_endings,
     report_array,
 )
 from airflow_provider_flux.operators.worker_wait import poll_until_clean, watch_until_clean
@@ -333,8 +334,9 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             return self.get_job_result(external_id, context)
         if self.deferrable:
             self._defer_until_clean(jobids)
-        if self.array is not None:
-            return self._wait_in_worker_for_array(hook, jobids)
+        if self.array is not None:  # read here every poll_interval until all are clean
+            endings = poll_until_clean(hook, jobids, self.poll_interval)
+            return self._finish_array(hook, jobids, endings)
         return self._wait_in_worker(hook, jobids[0])
 
     def get_job_result(self, external_id: Any, context: Context) -> int | list[int]:
@@ -417,11 +419,6 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         )
         return self._finish(hook, jobid, events, output)
 
-    def _wait_in_worker_for_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
-        """Read the array's eventlogs here every ``poll_interval`` until all are clean."""
-        poll_until_clean(hook, jobids, self.poll_interval)
-        return self._finish_array(hook, jobids)
-
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None
     ) -> int | list[int]:
@@ -467,9 +464,13 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self.log.info("Flux job %s completed successfully", format_jobid(jobid))
         return jobid
 
-    def _finish_array(self, hook: FluxHook, jobids: list[int]) -> list[int]:
-        """Judge each job of a clean array as one job is judged, after its output."""
-        report_array(hook, jobids, self._array_index_of(jobids), self.output_limit, self.log)
+    def _finish_array(
+        self, hook: FluxHook, jobids: list[int], endings: Mapping[int, JobEnding] | None = None
+    ) -> list[int]:
+        """Judge each job of a clean array as one job is judged, after its output
+        (``endings``: how they ended, when already read)."""
+        endings = read_endings(hook, jobids) if endings is None else endings
+        report_array(hook, endings, self._array_index_of(jobids), self.output_limit, self.log)
         return jobids
 
     def _array_index_of(self, jobids: Sequence[int]) -> dict[int, int]:

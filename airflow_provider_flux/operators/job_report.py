@@ -40,22 +40,31 @@ def raise_if_job_failed(jobid: int, ending: JobEnding) -> None:
         raise FluxJobFailedError(f"Flux job {job} {words}", jobid, code, number)
 
 
-def report_array(
-    hook: FluxHook, jobids: Sequence[int], index_of: Mapping[int, int], limit: int, log: Log
-) -> None:
-    """Log the output of a clean array's jobs (``limit`` bytes in all), then judge
-    each as one job is judged.
+def read_endings(hook: FluxHook, jobids: Sequence[int]) -> dict[int, JobEnding]:
+    """How each of the jobs (over) ended, their eventlogs read on one handle.
 
-    :raises FluxJobsFailedError: a job of the array failed.
+    :raises OSError: an eventlog could not be read (as ``FluxHook.read_eventlog``).
     """
-    log_outputs(hook, jobids, index_of, limit, log)
     endings: dict[int, JobEnding] = {}
     for jobid, read in zip(jobids, hook.read_eventlogs(jobids), strict=True):
         if isinstance(read, OSError):
             raise read
         endings[jobid] = JobEnding.from_events(read[0])
+    return endings
+
+
+def report_array(
+    hook: FluxHook, endings: Mapping[int, JobEnding], index_of: Mapping[int, int], limit: int,
+    log: Log,
+) -> None:  # fmt: skip
+    """Log the output of a clean array's jobs (``limit`` bytes in all), then judge
+    each as one job is judged.
+
+    :raises FluxJobsFailedError: a job of the array failed.
+    """
+    log_outputs(hook, list(endings), index_of, limit, log)
     raise_if_array_failed(endings, index_of, log)
-    log.info("all %d Flux jobs of the array completed successfully", len(jobids))
+    log.info("all %d Flux jobs of the array completed successfully", len(endings))
 
 
 def raise_if_array_failed(

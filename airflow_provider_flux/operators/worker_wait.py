@@ -10,6 +10,7 @@ from airflow_provider_flux.aio.output_follower import OutputFollower
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.exceptions import FluxConnectionFailedError
 from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.job.ending import JobEnding
 from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.job.output import OutputProgress
 from airflow_provider_flux.wait.job_watch import Log, wait_on_job
@@ -54,15 +55,23 @@ async def watch_until_clean(
     return events, output
 
 
-def poll_until_clean(hook: FluxHook, jobids: Sequence[int], poll_interval: float) -> None:
+def poll_until_clean(
+    hook: FluxHook, jobids: Sequence[int], poll_interval: float
+) -> dict[int, JobEnding]:
     """Read the jobs' eventlogs (on one handle) every ``poll_interval`` seconds until
-    all are clean."""
+    all are clean; how each ended.
+
+    :raises OSError: an eventlog could not be read (as ``FluxHook.read_eventlog``).
+    """
+    clean: dict[int, JobEnding] = {}
     pending = list(jobids)
     while pending:
-        pending = [
-            jobid
-            for jobid in pending
-            if UNTIL_CLEAN.judge_eventlog(*hook.read_eventlog(jobid)) is None
-        ]
+        for jobid, read in zip(pending, hook.read_eventlogs(pending), strict=True):
+            if isinstance(read, OSError):
+                raise read
+            if UNTIL_CLEAN.judge_eventlog(*read) is not None:
+                clean[jobid] = JobEnding.from_events(read[0])
+        pending = [jobid for jobid in pending if jobid not in clean]
         if pending:
             time.sleep(poll_interval)
+    return {jobid: clean[jobid] for jobid in jobids}
