@@ -68,3 +68,19 @@ class FluxInvalidWaitError(AirflowFailException, ValueError):
 
 class FluxConnectionFailedError(AirflowException):
     """The Flux instance could not be reached; a retry may succeed."""
+
+
+class FluxFunctionError(AirflowException):
+    """A ``@task.flux`` function raised (its traceback is in the task log). Retried as
+    any error of a task's own code is.
+
+    :ivar jobid: the job ID.
+    :ivar type: the exception's class name.
+    :ivar rank: the rank of the task that raised it.
+    """
+
+    def __init__(self, message: str, jobid: int, type_: str | None, rank: int | None) -> None:
+        super().__init__(message)
+        self.jobid = jobid
+        self.type = type_
+        self.rank = rank

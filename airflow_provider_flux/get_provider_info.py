@@ -55,6 +55,9 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_flux.operators.flux"],
             }
         ],
+        "task-decorators": [
+            {"name": "flux", "class-name": "airflow_provider_flux.decorators.flux.flux_task"}
+        ],
         "config": {
             "flux": {
                 "description": "Limits on what one task may ask of Flux and of the "

@@ -27,6 +27,7 @@ from airflow.sdk import (
     XComArg,
     timezone,
 )
+from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
 from airflow.triggers.base import (
     BaseEventTrigger,
     BaseTrigger,
@@ -109,13 +110,16 @@ __all__ = [
     "BaseSensorOperator",
     "BaseTrigger",
     "Context",
+    "DecoratedOperator",
     "PokeReturnValue",
     "ResumableJobMixin",
     "StartTriggerArgs",
+    "TaskDecorator",
     "TaskDeferred",
     "TaskSuccessEvent",
     "TriggerEvent",
     "XComArg",
     "conf",
+    "task_decorator_factory",
     "timezone",
 ]

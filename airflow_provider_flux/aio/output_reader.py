@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 from airflow_provider_flux.aio.errors import FluxWatchError
 from airflow_provider_flux.aio.watch import watch
-from airflow_provider_flux.job.output import OUTPUT_EVENTLOG, format_output
+from airflow_provider_flux.job.output import (
+    OUTPUT_EVENTLOG,
+    MalformedOutputError,
+    decoded_data,
+    format_output,
+)
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,42 @@ async def _read_output(jobid: int, uri: str | None, limit: int) -> JobOutput:
         return JobOutput(jobid, error=str(err))
     text, left_out = format_output(events, limit)
     return JobOutput(jobid, text, cut=size > limit or left_out > 0)
+
+
+async def read_marked_lines(
+    jobid: int, uri: str | None, mark: str, limit: int
+) -> tuple[list[tuple[str, str]], bool]:
+    """The stdout lines of a job that is over which carry ``mark``, each from the mark
+    on, with the rank of the task that wrote it, in order; and whether more than
+    ``limit`` bytes of such lines made the reading stop. What else the job wrote is
+    passed over, never held: memory stays within ``limit`` whatever it wrote.
+
+    :raises FluxWatchError: the output could not be read.
+    """
+    found: list[tuple[str, str]] = []
+    pending: dict[str, str] = {}  # each rank's unfinished line, from a mark (or its tail)
+    size = 0
+    async with aclosing(watch(jobid, OUTPUT_EVENTLOG, uri=uri)) as stream:
+        async for event in stream:
+            context = event.context
+            if event.name != "data" or context.get("stream") != "stdout" or "data" not in context:
+                continue
+            try:
+                data, repeat = decoded_data(context)
+            except MalformedOutputError:
+                continue
+            if mark in data and len(data) * repeat > limit:
+                return found, True
+            rank = str(context.get("rank"))
+            # Repeated data holds the mark in every copy or in none.
+            data *= repeat if mark in data else min(repeat, 2)
+            *complete, rest = (pending.pop(rank, "") + data).split("\n")
+            for line in complete:
+                if mark in line:
+                    found.append((rank, line[line.index(mark) :]))
+                    size += len(found[-1][1])
+            at = rest.find(mark)
+            pending[rank] = rest[at:] if at >= 0 else rest[-(len(mark) - 1) :]
+            if size > limit or len(pending[rank]) > limit:
+                return found, True
+    return found, False

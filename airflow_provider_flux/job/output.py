@@ -24,6 +24,16 @@ DEFAULT_OUTPUT_LIMIT = 64 * 1024
 OUTPUT_EVENTLOG = "guest.output"
 
 CUT_MARK = " [cut]"
+# What a job writes from this mark to the end of a line is for the provider, not for
+# the task log: a ``@task.flux`` function's return value (``function_job``).
+RESULT_MARK = "\x1eairflow-flux:"
+
+
+def without_result(line: str) -> str | None:
+    """``line`` as the task log shows it: the part before :data:`RESULT_MARK`, or
+    None for a line that carries nothing else."""
+    head, mark, _ = line.partition(RESULT_MARK)
+    return None if mark and not head else head
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ class OutputLines:
         keys = [key] if key is not None else list(self._partial)
         lines: list[str] = []
         for each in keys:
-            rest = self._partial.pop(each, "")
+            rest = without_result(self._partial.pop(each, ""))
             if rest:
                 lines += self._show(self._label(*each), rest, rest)
         return lines
@@ -157,12 +167,15 @@ class OutputLines:
         lines: list[str] = []
         label = self._label(*key)
         for line in complete:
-            lines += self._show(label, line, line + "\n")
+            shown = without_result(line)
+            if shown is not None:
+                lines += self._show(label, shown, shown + "\n")
         if rest:
             if self.exhausted:
                 self.cut += len(rest.encode())
             elif len(rest.encode()) >= self.limit - self.shown:
-                lines += self._show(label, rest, rest)  # one line past the limit
+                shown = without_result(rest)  # one line past the limit
+                lines += self._show(label, shown, shown) if shown else []
             else:
                 self._partial[key] = rest
         return lines
@@ -212,8 +225,17 @@ def format_output(events: Sequence[JobEvent], limit: int) -> tuple[str, int]:
         left_out += size * (repeat - fits)
         streams.setdefault(stream, []).append(data * fits)
         sizes[stream] = sizes.get(stream, 0) + size * fits
-    text = "".join(f"--- {name} ---\n{''.join(parts)}" for name, parts in streams.items())
+    text = "".join(
+        f"--- {name} ---\n{_without_results(''.join(parts))}" for name, parts in streams.items()
+    )
     encoded = text.encode()
     if len(encoded) <= limit:
         return text, left_out
     return encoded[:limit].decode(errors="ignore"), len(encoded) - limit + left_out
+
+
+def _without_results(text: str) -> str:
+    if RESULT_MARK not in text:
+        return text
+    lines = (without_result(line) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line is not None)

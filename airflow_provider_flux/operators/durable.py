@@ -25,7 +25,7 @@ from airflow_provider_flux.exceptions import FluxConnectionFailedError
 from airflow_provider_flux.flux_bindings import own_userid
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding
-from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.jobspec import parse_jobspec, substitute_index
 from airflow_provider_flux.version_compat import Context, conf
 from airflow_provider_flux.wait.job_watch import Log
@@ -278,3 +278,9 @@ class EarlierTries:
             return jobids
         self.log.info("found %s: %s; submitting anew", described, status)
         return None
+
+
+def jobids_of(external_id: Any) -> list[int]:
+    """The job IDs of a task's external ID: one job's, or the list of an array's."""
+    ids = external_id if isinstance(external_id, list) else [external_id]
+    return [parse_jobid(jobid) for jobid in ids]

@@ -34,9 +34,11 @@ from airflow_provider_flux.operators.durable import (
     follows_a_clear,
     given_job_names,
     job_status,
+    jobids_of,
 )
 from airflow_provider_flux.operators.job_report import (
     log_outputs,
+    log_streamed_output,
     raise_if_job_failed,
     read_endings,
     report_array,
@@ -253,7 +255,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
 
     # -- running ---------------------------------------------------------------------
 
-    def execute(self, context: Context) -> int | list[int]:
+    def execute(self, context: Context) -> Any:
         # Bad input fails here, before Flux or the task state store is asked anything.
         self._jobspec_or_fail(self._indices()[0])
         self._run_id = context.get("run_id")
@@ -262,8 +264,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self._starting_over = self.durable and follows_a_clear(context, self.retries or 0)
         if self._starting_over:
             self._forget_earlier_jobs(context, FluxHook(self.flux_conn_id))
-        result: int | list[int] = self.execute_resumable(context)
-        return result
+        return self.execute_resumable(context)
 
     def _forget_earlier_jobs(self, context: Context, hook: FluxHook) -> None:
         """Start a cleared task over: cancel its earlier try's job if that still runs
@@ -272,7 +273,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         store = context.get("task_state_store")
         stored = store.get(self.external_id_key) if store is not None else None
         if store is not None and stored:
-            jobids = self._jobids_of(stored)
+            jobids = jobids_of(stored)
             store.delete(self.external_id_key)
         else:
             found = self._earlier_tries(hook).latest()
@@ -310,7 +311,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         return jobids if self.array is not None else jobids[0]
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        return job_status(FluxHook(self.flux_conn_id), self._jobids_of(external_id))
+        return job_status(FluxHook(self.flux_conn_id), jobids_of(external_id))
 
     def is_job_active(self, status: str) -> bool:
         return status == JOB_ACTIVE
@@ -319,13 +320,11 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         return status == JOB_SUCCEEDED
 
     # The mixin returns this method's value when it reconnects: the task's result.
-    def poll_until_complete(  # type: ignore[override]
-        self, external_id: Any, context: Context
-    ) -> int | list[int]:
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         """Make the jobs known (XCom ``jobid`` and ``flux_uri``, ``on_kill``), then wait
         for them: in the triggerer (deferring) or here."""
         hook = FluxHook(self.flux_conn_id)
-        jobids = self._jobids_of(external_id)
+        jobids = jobids_of(external_id)
         self.submitted_jobids = jobids
         ti = context["ti"]
         ti.xcom_push(key="jobid", value=external_id)
@@ -340,12 +339,8 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         return self._wait_in_worker(hook, jobids[0])
 
     def get_job_result(self, external_id: Any, context: Context) -> int | list[int]:
-        jobids = self._jobids_of(external_id)
+        jobids = jobids_of(external_id)
         return jobids if self.array is not None else jobids[0]
-
-    def _jobids_of(self, external_id: Any) -> list[int]:
-        ids = external_id if isinstance(external_id, list) else [external_id]
-        return [parse_jobid(jobid) for jobid in ids]
 
     def _indices(self) -> list[int | None]:
         """The array indices of the jobs to submit ([None]: one job, not an array)."""
@@ -410,7 +405,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             )  # fmt: skip
         self.defer(trigger=trigger, method_name="execute_complete", timeout=timeout)
 
-    def _wait_in_worker(self, hook: FluxHook, jobid: int) -> int:
+    def _wait_in_worker(self, hook: FluxHook, jobid: int) -> Any:
         """Watch the job here until it is clean, its output lines logged as they come."""
         events, output = asyncio.run(
             watch_until_clean(
@@ -419,9 +414,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         )
         return self._finish(hook, jobid, events, output)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None
-    ) -> int | list[int]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume when the job (or every job of the array) is clean: log the output
         (unless it was logged as it came), then judge how it ended."""
         if not event:
@@ -451,16 +444,18 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         jobid: int,
         events: Sequence[JobEvent],
         output: OutputProgress | None = None,
-    ) -> int:
+    ) -> Any:
         """Judge how the clean job ended; log its output first unless ``output`` says
         it was logged as the job wrote it."""
         if output is None:
             self._log_outputs(hook, [jobid])
         else:
-            cut = f"; {output.cut} bytes cut at output_limit" if output.cut else ""
-            self.log.info("output of Flux job %s: %d bytes logged above as the job wrote "
-                          "them%s", format_jobid(jobid), output.shown, cut)  # fmt: skip
-        raise_if_job_failed(jobid, JobEnding.from_events(events))
+            log_streamed_output(jobid, output, self.log)
+        return self._judge(hook, jobid, JobEnding.from_events(events))
+
+    def _judge(self, hook: FluxHook, jobid: int, ending: JobEnding) -> Any:
+        """The task's result for a job that ended so (its ID), or its error."""
+        raise_if_job_failed(jobid, ending)
         self.log.info("Flux job %s completed successfully", format_jobid(jobid))
         return jobid
 

@@ -16,6 +16,7 @@ from airflow_provider_flux.exceptions import (
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.ending import JobEnding, describe_wait_status
 from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.output import OutputProgress
 from airflow_provider_flux.wait.job_watch import Log
 
 # A failed array's outcome table lists every job up to this many, else the failed ones.
@@ -132,3 +133,10 @@ def log_outputs(
             "job output cut at output_limit=%d bytes%s: the rest was not read%s",
             limit, in_all, jobs,
         )  # fmt: skip
+
+
+def log_streamed_output(jobid: int, output: OutputProgress, log: Log) -> None:
+    """Say how much of the job's output was logged as the job wrote it."""
+    cut = f"; {output.cut} bytes cut at output_limit" if output.cut else ""
+    log.info("output of Flux job %s: %d bytes logged above as the job wrote them%s",
+             format_jobid(jobid), output.shown, cut)  # fmt: skip

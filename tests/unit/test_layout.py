@@ -27,6 +27,7 @@ LAYERS = {
     "config": 1,
     "flux_bindings": 1,
     "flux_uri": 1,
+    "function_job": 1,
     "aio": 2,
     "hooks": 3,
     "wait": 3,
@@ -34,6 +35,7 @@ LAYERS = {
     "triggers": 4,
     "sensors": 5,
     "operators": 5,
+    "decorators": 6,
     "get_provider_info": 6,
     "testing": 6,
 }

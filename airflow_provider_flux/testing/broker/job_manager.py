@@ -33,6 +33,7 @@ from airflow_provider_flux.testing.broker.jobs import (
     validate_jobspec,
     with_output,
 )
+from airflow_provider_flux.testing.broker.local_run import LocalRun, runs_locally
 from airflow_provider_flux.testing.protocol import Message
 from airflow_provider_flux.testing.scenarios import DEFAULT_SCENARIO, load_scenario
 
@@ -109,6 +110,8 @@ class JobManagerService:
         system = (jobspec or {}).get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
         name = options.get("scenario", DEFAULT_SCENARIO)
+        if runs_locally(jobspec, options):
+            name = DEFAULT_SCENARIO  # its name only: the job runs for real
         # A job array's jobs (FLUX_JOB_CC) may each play their own scenario.
         index = str(system.get("environment", {}).get("FLUX_JOB_CC"))
         name = dict(options.get("scenarios") or {}).get(index, name)
@@ -127,6 +130,9 @@ class JobManagerService:
         job.hold_before = options.get("hold_before")
         if options.get("urgency") == 0:
             job.hold_before = job.hold_before or "alloc"  # urgency 0 is a hold, as in flux
+        if runs_locally(jobspec, options):
+            LocalRun(broker, job).start()
+            return {"id": jobid}
         steps = []
         for event in scenario.schedule():
             context = event.context
@@ -198,15 +204,17 @@ class JobManagerService:
         }
         self.broker.append(job, MAIN_EVENTLOG, "exception", context)
         if severity == 0:
-            self._end_job(job, 15)
+            self.end_job(job, 15)
         return {}
 
-    def _end_job(self, job: Job, status: int) -> None:
+    def end_job(self, job: Job, status: int) -> None:
         """A fatal exception stops the job the way the job manager does."""
         for timer in job.timers:
             timer[2] = None
         job.timers.clear()
         job.held.clear()
+        if job.local is not None:
+            job.local.kill()
         if job.output is not None:
             self._close_output(job)  # the tasks are killed: their streams close
         append = self.broker.append

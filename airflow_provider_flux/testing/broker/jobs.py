@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_provider_flux.testing.broker.job_info import Watcher
+    from airflow_provider_flux.testing.broker.local_run import LocalRun
 
 MAIN_EVENTLOG = "eventlog"
 GUEST_PREFIX = "guest."
@@ -212,6 +213,7 @@ class Job:
     timers: list[list[Any]] = field(default_factory=list)
     watchers: list[Watcher] = field(default_factory=list)  # job-info's
     output: Iterator[str] | None = None  # the generated output being written
+    local: LocalRun | None = None  # its tasks, when they run here for real
 
     def has_event(self, name: str) -> bool:
         return any(f'"name":"{name}"' in line for line in self.eventlogs.get(MAIN_EVENTLOG, []))

@@ -103,6 +103,9 @@ class SimulatedBroker:
         if self._timers:
             timeout = max(0.0, self._timers[0][0] - time.monotonic())
         for key, mask in self._selector.select(timeout):
+            if key.data is not None:  # a pipe of a job's task (watch_pipe)
+                key.data()
+                continue
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if sock is self._listener:
@@ -191,6 +194,13 @@ class SimulatedBroker:
         client.sock.close()
         self.job_info.forget(client)
         self.job_manager.forget(client)
+
+    def watch_pipe(self, fd: int, on_readable: Callable[[], None] | None) -> None:
+        """Call ``on_readable`` whenever ``fd`` can be read; None stops watching it."""
+        if on_readable is None:
+            self._selector.unregister(fd)
+        else:
+            self._selector.register(fd, selectors.EVENT_READ, on_readable)
 
     def call_later(self, delay: float, action: Callable[[], None]) -> list[Any]:
         """Call ``action`` after ``delay`` seconds; the timer's third item, set to
