@@ -29,7 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_dags"
 LOG = ROOT / ".run-example" / "airflow.log"
 # The main job first: submit a job, gate tasks on its start and clean.
-DAG_IDS = ("example_flux_job_events", "example_flux_submit_job", "example_flux_parameter_sweep")
+DAG_IDS = (
+    "example_flux_job_events", "example_flux_submit_job", "example_flux_parameter_sweep",
+    "example_flux_task_sweep",
+)  # fmt: skip
 
 
 @contextmanager

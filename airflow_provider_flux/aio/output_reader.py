@@ -83,18 +83,22 @@ async def read_marked_lines(
     async with aclosing(watch(jobid, OUTPUT_EVENTLOG, uri=uri)) as stream:
         async for event in stream:
             context = event.context
-            if event.name != "data" or context.get("stream") != "stdout" or "data" not in context:
+            if event.name != "data" or context.get("stream") != "stdout":
                 continue
-            try:
-                data, repeat = decoded_data(context)
-            except MalformedOutputError:
-                continue
-            if mark in data and len(data) * repeat > limit:
-                return found, True
             rank = str(context.get("rank"))
+            data, repeat = "", 1
+            if "data" in context:
+                try:
+                    data, repeat = decoded_data(context)
+                except MalformedOutputError:
+                    continue
+            if repeat > 1 and mark in data and len(data) * repeat > limit:
+                return found, True
             # Repeated data holds the mark in every copy or in none.
             data *= repeat if mark in data else min(repeat, 2)
-            *complete, rest = (pending.pop(rank, "") + data).split("\n")
+            # At the end of the stream its last line ends, newline or not.
+            end = "\n" if context.get("eof") else ""
+            *complete, rest = (pending.pop(rank, "") + data + end).split("\n")
             for line in complete:
                 if mark in line:
                     found.append((rank, line[line.index(mark) :]))

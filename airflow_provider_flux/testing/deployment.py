@@ -421,6 +421,9 @@ class AirflowDeployment(Service):
         for entry in answer["content"]:
             if isinstance(entry, dict):
                 lines.append(str(entry.get("event", "")))
+                # An exception the task failed with, as the UI shows it under the line.
+                for error in entry.get("error_detail") or []:
+                    lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
             else:
                 lines.append(str(entry))
         return "\n".join(lines)

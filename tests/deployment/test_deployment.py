@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -195,13 +196,62 @@ def test_clearing_or_failing_a_deferred_submit_task_cancels_its_job(
                 flux.cancel(jobid, "test cleanup")
 
 
+def test_a_decorated_task_cancelled_from_flux_fails_once_with_the_note(
+    deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
+) -> None:
+    airflow, dag_id = deployment.airflow, f"task_flux_{kind}"
+    run_id = airflow.trigger(dag_id, {"flag": str(tmp_path / "never")})
+    airflow.wait_for_deferred(dag_id, run_id, {("call", -1)})
+    wait_for_trigger(airflow, dag_id, run_id, "call", 1)
+    jobid = int(airflow.xcom(dag_id, run_id, "call", key="jobid"))
+    flux.cancel(jobid, "operator stopped the call")
+    assert airflow.wait_for_run(dag_id, run_id) == "failed"
+    (ti,) = airflow.task_instances(dag_id, run_id)
+    assert (ti["state"], ti["try_number"]) == (
+        "failed",
+        1,
+    )  # retries=2: a job's failure is not retried
+    log = task_log_showing(airflow, dag_id, run_id, "call", "operator stopped the call")
+    assert "stdout: waiting for the flag" in log
+    assert "fatal exception type=cancel: operator stopped the call" in log
+
+
+def test_clearing_a_running_decorated_task_cancels_its_job(
+    deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"task_flux_{kind}", f"flux_{kind}"
+    flag = tmp_path / "flag"
+    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
+    airflow.wait_for_deferred(dag_id, run_id, {("call", -1)})
+    first = int(airflow.xcom(dag_id, run_id, "call", key="jobid"))
+    jobs = [first]
+    try:
+        wait_for_trigger(airflow, dag_id, run_id, "call", 1)
+        airflow.clear_task(dag_id, run_id, "call")  # the new try calls the function again
+        second = wait_until(
+            lambda: _deferred_on_another_job(airflow, dag_id, run_id, first, "call"),
+            180, "the new try",
+        )  # fmt: skip
+        jobs.append(second)
+        wait_for_clean(conn_id, first)
+        assert [ctx["type"] for ctx in exceptions_of(conn_id, first)] == ["cancel"]
+        flag.touch()
+        assert airflow.wait_for_run(dag_id, run_id) == "success"
+        assert airflow.xcom(dag_id, run_id, "call") == "flag seen"
+        assert exceptions_of(conn_id, second) == []
+    finally:
+        flag.touch()  # a job left running would hold the instance's cores
+        for jobid in jobs:
+            wait_for_clean(conn_id, jobid)
+
+
 def _deferred_on_another_job(
-    airflow: AirflowDeployment, dag_id: str, run_id: str, first: int
+    airflow: AirflowDeployment, dag_id: str, run_id: str, first: int, task_id: str = "run"
 ) -> int | None:
-    if airflow.task_states(dag_id, run_id).get(("run", -1)) != "deferred":
+    if airflow.task_states(dag_id, run_id).get((task_id, -1)) != "deferred":
         return None
     try:
-        jobid = int(airflow.xcom(dag_id, run_id, "run", key="jobid"))
+        jobid = int(airflow.xcom(dag_id, run_id, task_id, key="jobid"))
     except RuntimeError:  # not pushed yet
         return None
     return jobid if jobid != first else None

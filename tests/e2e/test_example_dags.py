@@ -58,3 +58,13 @@ def test_parameter_sweep_example_waits_on_the_array_as_one_task(
     assert [job["jobid"] for job in outcome["jobs"]] == jobids
     assert outcome["matched"] >= 6
     assert result.xcoms["analyze"].startswith(f"{outcome['matched']} of 8 samples finished")
+
+
+def test_task_flux_sweep_example_reduces_the_mapped_calls(
+    flux_instance: FluxTestInstance, airflow_db: str
+) -> None:
+    use_flux_connection(flux_instance.uri)
+    path = next(p for p in EXAMPLES if p.stem == "example_flux_task_sweep")
+    result = run_dag(path, "example_flux_task_sweep")
+    assert result.task_states == {"simulate": "success", "summarize": "success"}
+    assert result.xcoms["summarize"] == "5 runs; fastest at 450K"

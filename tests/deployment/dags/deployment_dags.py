@@ -147,3 +147,21 @@ for kind in ("sim", "real"):
                 retry_delay=timedelta(seconds=2),
                 flux_conn_id=conn_id,
             )
+
+    # A @task.flux function that runs until the file the run conf names as `flag`
+    # exists (on the simulated instance too: a job that carries files runs for real).
+    with DAG(f"task_flux_{kind}", schedule=None, start_date=START, catchup=False):
+
+        @task.flux(
+            task_id="call", flux_conn_id=conn_id, retries=2, retry_delay=timedelta(seconds=2)
+        )
+        def until_flag(flag: str) -> str:
+            import os
+            import time
+
+            print("waiting for the flag")
+            while not os.path.exists(flag):
+                time.sleep(0.2)
+            return "flag seen"
+
+        until_flag("{{ dag_run.conf['flag'] }}")
