@@ -200,20 +200,25 @@ def test_a_decorated_task_cancelled_from_flux_fails_once_with_the_note(
     deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
 ) -> None:
     airflow, dag_id = deployment.airflow, f"task_flux_{kind}"
-    run_id = airflow.trigger(dag_id, {"flag": str(tmp_path / "never")})
-    airflow.wait_for_deferred(dag_id, run_id, {("call", -1)})
-    wait_for_trigger(airflow, dag_id, run_id, "call", 1)
-    jobid = int(airflow.xcom(dag_id, run_id, "call", key="jobid"))
-    flux.cancel(jobid, "operator stopped the call")
-    assert airflow.wait_for_run(dag_id, run_id) == "failed"
-    (ti,) = airflow.task_instances(dag_id, run_id)
-    assert (ti["state"], ti["try_number"]) == (
-        "failed",
-        1,
-    )  # retries=2: a job's failure is not retried
-    log = task_log_showing(airflow, dag_id, run_id, "call", "operator stopped the call")
-    assert "stdout: waiting for the flag" in log
-    assert "fatal exception type=cancel: operator stopped the call" in log
+    flag = tmp_path / "flag"
+    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
+    try:
+        airflow.wait_for_deferred(dag_id, run_id, {("call", -1)})
+        wait_for_trigger(airflow, dag_id, run_id, "call", 1)
+        # Past the window in which Airflow 3.3.2 may retry a task whose trigger fires
+        # before the deferring worker is seen to exit (README): not what this is about.
+        time.sleep(2)
+        jobid = int(airflow.xcom(dag_id, run_id, "call", key="jobid"))
+        flux.cancel(jobid, "operator stopped the call")
+        assert airflow.wait_for_run(dag_id, run_id) == "failed"
+        (ti,) = airflow.task_instances(dag_id, run_id)
+        # retries=2: a job's failure is not retried
+        assert (ti["state"], ti["try_number"]) == ("failed", 1)
+        log = task_log_showing(airflow, dag_id, run_id, "call", "operator stopped the call")
+        assert "stdout: waiting for the flag" in log
+        assert "fatal exception type=cancel: operator stopped the call" in log
+    finally:
+        flag.touch()  # ends the job of any try left running
 
 
 def test_clearing_a_running_decorated_task_cancels_its_job(
