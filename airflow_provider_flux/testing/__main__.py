@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -34,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         broker = SimulatedBroker(args.socket, speed=args.speed)
         broker.listen()
-        with contextlib.suppress(KeyboardInterrupt):
-            broker.serve_forever()
+        # Stopped (SIGTERM), the broker kills the tasks of the jobs it runs for real.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                broker.serve_forever()
+        finally:
+            broker.stop_tasks()
         return 0
     if args.command == "scenarios":
         print("\n".join(scenario_names()))

@@ -283,3 +283,18 @@ def test_marked_lines_are_read_past_megabytes_of_other_output(sim: SimulatedFlux
     assert (found, cut) == ([("0", f"{RESULT_MARK}end 1 2"), ("0", f"{RESULT_MARK}x")], False)
     found, cut = asyncio.run(read_marked_lines(jobid, sim.uri, RESULT_MARK, 5))
     assert cut
+
+
+def test_a_stopped_simulator_kills_the_tasks_it_runs(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    with SimulatedFlux() as instance:
+        submit(instance, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 600"])
+        deadline = time.monotonic() + 10
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+        assert time.monotonic() < deadline, f"task {pid} outlived its broker"
+        time.sleep(0.05)

@@ -98,6 +98,12 @@ class SimulatedBroker:
         while True:
             self._run_once()
 
+    def stop_tasks(self) -> None:
+        """Kill the tasks of every job running here for real (the broker stops)."""
+        for job in self.jobs.values():
+            if job.local is not None and not job.local.over:
+                job.local.kill()
+
     def _run_once(self) -> None:
         timeout = None
         if self._timers:
