@@ -4,10 +4,15 @@ real, as a local process) and on real Flux."""
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from airflow_provider_flux.function_job.call import FunctionCall, runner_command
+from airflow_provider_flux.hooks.flux import FluxHook
+from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing.dag_test import DagTestResult, run_dag, use_flux_connection
 from tests.flux_instances import FluxTestInstance
 
@@ -124,3 +129,38 @@ def test_another_serializer_carries_what_pickle_cannot(
     result, _ = run("flux_task_dill", capfd)
     assert result.task_states == {"apply_dill": "success"}
     assert result.xcoms["apply_dill"] == 42
+
+
+def test_waiting_in_the_worker_with_a_templated_argument(
+    instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result, printed = run("flux_task_in_worker", capfd)
+    assert result.task_states == {"greet": "success"}
+    assert result.xcoms["greet"] == "hello flux_task_in_worker"
+    assert "stdout: greeting flux_task_in_worker" in printed
+
+
+def test_a_retry_after_the_job_succeeded_returns_its_value_from_the_job(
+    instance: FluxTestInstance,
+) -> None:
+    from airflow.sdk import DAG, task
+
+    with DAG("durable_value", schedule=None):
+
+        @task.flux
+        def double(x: int) -> int:
+            return x * 2
+
+        operator = double(21).operator
+    # The job an earlier try submitted (what ResumableJobMixin hands a retry).
+    call = FunctionCall(operator.get_python_source(), "double", "pickle")
+    jobspec = jobspec_from_command(
+        runner_command(sys.executable), attributes={"system.files": call.files([21], {})}
+    )
+    hook = FluxHook()
+    jobid = hook.submit(jobspec)
+    deadline = time.monotonic() + 60
+    while not hook.read_eventlog(jobid)[1]:
+        assert time.monotonic() < deadline, "the job never ended"
+        time.sleep(0.1)
+    assert operator.get_job_result(jobid, {}) == 42

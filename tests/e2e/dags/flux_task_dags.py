@@ -111,3 +111,12 @@ with DAG("flux_task_python_without_dill", schedule=None, start_date=START, catch
         return 1
 
     plain()
+
+with DAG("flux_task_in_worker", schedule=None, start_date=START, catchup=False):
+
+    @task.flux(deferrable=False)
+    def greet(name: str) -> str:
+        print(f"greeting {name}")
+        return f"hello {name}"
+
+    greet("{{ dag.dag_id }}")
