@@ -1,3 +1,3 @@
 """Apache Airflow provider for the Flux resource manager."""
 
-__version__ = "0.2.0"
+__version__ = "0.5.0"
