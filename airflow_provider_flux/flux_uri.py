@@ -11,9 +11,21 @@ and a path are held to the characters such names have.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_flux.job.limits import shorten
+
+# The connection form: one field, the URI. Airflow 3.2 and newer read it from the
+# provider info; 3.1 only from the hook's ``get_ui_field_behaviour``: both give this.
+CONNECTION_FORM: dict[str, Any] = {
+    "hidden-fields": ["port", "login", "password", "schema", "extra"],
+    "relabeling": {"host": "Flux URI"},
+    "placeholders": {
+        "host": "local:///run/flux/local, ssh://[user@]host[:port]/path, "
+        "or empty for $FLUX_URI / the system instance",
+    },
+}
 
 SCHEMES = ("local", "ssh", "sim")
 # A host name (RFC 1123 labels), an IPv4 address, or an IPv6 address in brackets.

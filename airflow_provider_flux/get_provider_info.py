@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_flux import __version__
+from airflow_provider_flux.flux_uri import CONNECTION_FORM
 from airflow_provider_flux.job.limits import (
     MAX_JOBS,
     MAX_JOBSPEC_BYTES,
@@ -110,14 +111,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "flux",
                 "hook-class-name": "airflow_provider_flux.hooks.flux.FluxHook",
                 "hook-name": "Flux",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["port", "login", "password", "schema", "extra"],
-                    "relabeling": {"host": "Flux URI"},
-                    "placeholders": {
-                        "host": "local:///run/flux/local, ssh://[user@]host[:port]/path, "
-                        "or empty for $FLUX_URI / the system instance",
-                    },
-                },
+                "ui-field-behaviour": CONNECTION_FORM,
             }
         ],
     }

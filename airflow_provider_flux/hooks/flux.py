@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_flux.aio.errors import ENDED_JOB_ERRNOS
 from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, load_bindings
-from airflow_provider_flux.flux_uri import normalize_flux_uri
+from airflow_provider_flux.flux_uri import CONNECTION_FORM, normalize_flux_uri
 from airflow_provider_flux.job.event import JobEvent, parse_eventlog
 from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.version_compat import AirflowNotFoundException, BaseHook
@@ -46,6 +46,11 @@ class FluxHook(BaseHook):
     default_conn_name = "flux_default"
     conn_type = "flux"
     hook_name = "Flux"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form (Airflow 3.1 reads it here, not from the provider info)."""
+        return CONNECTION_FORM
 
     def __init__(self, flux_conn_id: str = default_conn_name) -> None:
         super().__init__()

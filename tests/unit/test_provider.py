@@ -132,3 +132,14 @@ def test_missing_flux_bindings_say_how_to_get_them(monkeypatch: pytest.MonkeyPat
     message = str(caught.value)
     assert "pip install 'airflow-provider-flux[flux]'" in message
     assert "flux config builtin python_path" in message
+
+
+def test_the_connection_form_is_the_same_where_each_airflow_reads_it() -> None:
+    """Airflow 3.2+ reads the provider info's; 3.1 only the hook's (its form showed
+    Airflow's generic fields before)."""
+    from airflow_provider_flux.get_provider_info import get_provider_info
+    from airflow_provider_flux.hooks.flux import FluxHook
+
+    (connection,) = get_provider_info()["connection-types"]
+    assert FluxHook.get_ui_field_behaviour() == connection["ui-field-behaviour"]
+    assert FluxHook.get_ui_field_behaviour()["relabeling"] == {"host": "Flux URI"}
