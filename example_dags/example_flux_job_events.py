@@ -23,6 +23,7 @@ with DAG(
     catchup=False,
     tags=["example", "flux"],
 ):
+    # [START howto_wait_for_events]
     # Submit only: the sensors below do the waiting, each gating its own branch.
     submit_simulation = FluxSubmitJobOperator(
         task_id="submit_simulation",
@@ -52,3 +53,4 @@ with DAG(
     announce_start(wait_for_start.output)
     collect_results(wait_for_clean.output)
     wait_for_start >> wait_for_clean
+    # [END howto_wait_for_events]

@@ -26,18 +26,19 @@ from airflow.sdk import DAG, Asset, AssetWatcher, task
 from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
 from airflow_provider_flux.triggers.instance import FluxInstanceEventTrigger
 
+# [START howto_event_driven]
 finished_simulations = Asset(
     "flux_finished_simulations",
     watchers=[
         AssetWatcher(
             name="flux_sim_jobs_finished",
-            # Jobs of the user the triggerer acts as (the default): on a shared
-            # instance any user can name a job sim-*. userid="any" watches everyone's.
+            # Only the user's own jobs: on a shared instance any user can name a job sim-*.
             trigger=FluxInstanceEventTrigger(
                 flux_conn_id="flux_default",
                 events="finish",
                 job_name="sim-*",
                 exit_codes=0,
+                userid=None,  # the default: the connection's own user; "any" for everyone's
             ),
         )
     ],
@@ -63,3 +64,4 @@ with DAG(
         command=["sh", "-c", "echo post-processing the output of job $SIMULATION_JOB"],
         job_name="post-process",
     ).expand(environment=finished_jobs())
+# [END howto_event_driven]

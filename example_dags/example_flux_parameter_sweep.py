@@ -25,6 +25,7 @@ with DAG(
     catchup=False,
     tags=["example", "flux"],
 ):
+    # [START howto_job_array]
     sweep = FluxSubmitJobOperator(
         task_id="sweep",
         command="sh -c 'echo sample {cc}: temperature $((300 + 10 * FLUX_JOB_CC))K'",
@@ -34,7 +35,9 @@ with DAG(
         environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
         wait_for_completion=False,
     )
+    # [END howto_job_array]
 
+    # [START howto_wait_for_many]
     sweep_done = FluxJobsEventSensor(
         task_id="sweep_done",
         jobids=sweep.output,
@@ -44,6 +47,7 @@ with DAG(
         max_failures=2,
         timeout=3600,
     )
+    # [END howto_wait_for_many]
 
     @task
     def analyze(result: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ with DAG(
     catchup=False,
     tags=["example", "flux"],
 ):
+    # [START howto_submit_job]
     simulate = FluxSubmitJobOperator(
         task_id="simulate",
         command="sh -c 'for step in 1 2 3; do echo step $step; sleep 0.2; done'",
@@ -53,3 +54,4 @@ with DAG(
         return f"simulation job {simulation} and post-processing job {post} succeeded"
 
     report(simulate.output, post_process.output)
+    # [END howto_submit_job]

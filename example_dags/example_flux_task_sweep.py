@@ -22,7 +22,7 @@ with DAG(
     catchup=False,
     tags=["example", "flux"],
 ):
-
+    # [START howto_task_flux]
     @task.flux(num_tasks=1, cores_per_task=1, duration="10m")
     def simulate(temperature: float) -> dict[str, float]:
         import math
@@ -37,3 +37,4 @@ with DAG(
         return f"{len(results)} runs; fastest at {fastest['temperature']:g}K"
 
     summarize(simulate.expand(temperature=[250.0, 300.0, 350.0, 400.0, 450.0]))
+    # [END howto_task_flux]

@@ -48,6 +48,7 @@ def deployment() -> Iterator[Deployment]:
     if FLUX is not None:
         real = RealInstance(LocalFluxInstance(statedir=statedir).start())
     try:
+        # [START howto_deployment]
         with SimulatedFlux(speed=20) as sim, PostgresServer() as database:
             uris = {"flux_sim": sim.uri, **({"flux_real": real.uri} if real else {})}
             for conn_id, uri in uris.items():
@@ -57,6 +58,7 @@ def deployment() -> Iterator[Deployment]:
             }
             with AirflowDeployment(DAGS, database.url, connections=connections) as airflow:
                 yield Deployment(airflow, sim, real)
+        # [END howto_deployment]
     finally:
         if real is not None:
             real.stop()

@@ -131,6 +131,7 @@ def test_sensors_started_from_the_trigger_take_no_worker(
             assert worker_starts(log) == 0, log
 
 
+# [START howto_deployment_test]
 def test_cancel_while_deferred_fails_the_task_once_with_the_note(
     deployment: Deployment, flux: FluxTestInstance, kind: str
 ) -> None:
@@ -144,6 +145,7 @@ def test_cancel_while_deferred_fails_the_task_once_with_the_note(
     log = task_log_showing(airflow, dag_id, run_id, "wait", "operator stopped the run", 0)
     assert "fatal exception type=cancel" in log
     assert "operator stopped the run" in log
+    # [END howto_deployment_test]
 
 
 def test_a_triggerer_killed_and_restarted_loses_no_event(

@@ -111,6 +111,7 @@ for kind in ("sim", "real"):
             flux_conn_id=conn_id,
         )
 
+    # [START howto_live_output]
     # A job that writes a line a second for 30 s.
     with DAG(f"live_output_{kind}", schedule=None, start_date=START, catchup=False):
         FluxSubmitJobOperator(
@@ -120,6 +121,7 @@ for kind in ("sim", "real"):
             attributes={"system.simulator.output": {"lines": 30, "interval": SIM_SPEED}},
             flux_conn_id=conn_id,
         )
+    # [END howto_live_output]
 
     # A job that writes 5 MB, of which output_limit (100 kB) is logged. (The
     # benchmark runs 50 MB: at one event per line, real Flux takes over a minute.)

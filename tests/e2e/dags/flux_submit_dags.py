@@ -10,12 +10,14 @@ from airflow.sdk import DAG, task
 from airflow_provider_flux.operators.flux import FluxSubmitJobOperator
 
 START = datetime(2026, 1, 1)
+# [START howto_simulator_scenario]
 REQUEST = {
     "command": "{{ dag_run.conf['command'] }}",
     "duration": "{{ dag_run.conf.get('duration', '') }}",
     "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin"},
     "attributes": {"system.simulator.scenario": "{{ dag_run.conf.get('scenario', 'success') }}"},
 }
+# [END howto_simulator_scenario]
 
 for dag_id, options in (
     ("flux_submit", {}),
