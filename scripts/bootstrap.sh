@@ -7,20 +7,20 @@ cd "$ROOT"
 # flux-core's bindings are compiled for one interpreter; build-flux-core uses this one too.
 PYTHON_BIN="$(command -v python3.11 || command -v python3)"
 
-# ensure_venv DIR PYTHON [CONSTRAINTS]: a virtualenv at DIR for PYTHON with the
-# package and its test extra installed (under CONSTRAINTS, a pip constraints file,
-# when given). Created once; made again only when pyproject.toml or CONSTRAINTS change.
+# ensure_venv DIR PYTHON [CONSTRAINTS] [EXTRAS]: a virtualenv at DIR for PYTHON with the
+# package and its EXTRAS (default: test) installed (under CONSTRAINTS, a pip constraints
+# file, when given). Created once; made again only when pyproject.toml or CONSTRAINTS change.
 ensure_venv() {
-    local venv="$1" python="$2" constraints="${3:-}"
+    local venv="$1" python="$2" constraints="${3:-}" extras="${4:-test}"
     local inputs=(pyproject.toml)
     [ -z "$constraints" ] || inputs+=("$constraints")
     local stamp
-    stamp="$venv/.installed-$(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
+    stamp="$venv/.installed-$( (cat "${inputs[@]}"; echo "$extras") | sha256sum | cut -c1-16)"
     if [ ! -f "$stamp" ]; then
         echo "==> setting up $venv with $("$python" --version)${constraints:+ under $constraints}" >&2
         "$python" -m venv "$venv"
         "$venv/bin/python" -m pip install --quiet --upgrade pip
-        "$venv/bin/python" -m pip install --quiet -e ".[test]" ${constraints:+-c "$constraints"}
+        "$venv/bin/python" -m pip install --quiet -e ".[$extras]" ${constraints:+-c "$constraints"}
         rm -f "$venv"/.installed-*
         touch "$stamp"
     fi
@@ -45,7 +45,8 @@ airflow_version() {
 }
 
 VENV="${AIRFLOW_PROVIDER_FLUX_VENV:-$ROOT/.venv}"
-ensure_venv "$VENV" "$PYTHON_BIN"
+# The main virtualenv builds the documentation too.
+ensure_venv "$VENV" "$PYTHON_BIN" "" "test,docs"
 export PATH="$VENV/bin:$PATH"
 if command -v flux >/dev/null 2>&1; then
     FLUX_PYTHONPATH="$(flux config builtin python_path)"

@@ -1,6 +1,7 @@
 """The README and the docs render as written: every code fence is closed (an
-unclosed one turned half the README into one code block), and every Python snippet
-of the README runs as written (it builds its DAGs, operators and triggers)."""
+unclosed one turned half the README into one code block), every Python snippet of
+the README runs as written (it builds its DAGs, operators and triggers), and the
+guides show code from files the tests run, never a copy."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+INCLUDE = re.compile(r"```\{literalinclude\} (\S+)\n((?::[^\n]*\n)*)```")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
 
 
@@ -96,3 +98,22 @@ def test_a_readme_snippet_runs_as_written(code: str, airflow_db: str) -> None:
         imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
         tree = ast.Module(body=imports, type_ignores=[])
     exec(compile(tree, "README.md snippet", "exec"), {"__name__": "readme_snippet"})
+
+
+GUIDES = sorted((ROOT / "docs" / "guides").glob("*.md"))
+
+
+@pytest.mark.parametrize("guide", GUIDES, ids=lambda page: page.name)
+def test_a_guide_includes_its_code_from_a_file_the_tests_run(guide: Path) -> None:
+    text = guide.read_text()
+    assert not [info for _, info, _ in code_blocks(text) if info == "python"], (
+        "a guide's Python is included from an example DAG or a test, not copied"
+    )
+    includes = INCLUDE.findall(text)
+    assert includes, "a guide shows the code it is about"
+    for target, options in includes:
+        path = (guide.parent / target).resolve()
+        assert path.is_relative_to(ROOT / "example_dags") or path.is_relative_to(ROOT / "tests")
+        source = path.read_text()
+        for marker in re.findall(r':(?:start-after|end-before): "([^"]+)"', options):
+            assert source.count(marker) == 1, f"{marker} in {path.name}"
