@@ -76,7 +76,7 @@ def defer_mapped_sensors(airflow: AirflowDeployment, dag_id: str, jobids: list[i
     airflow.wait_for_deferred(dag_id, run_id, {("wait", index) for index in range(len(jobids))})
     # A trigger that fires before the deferring worker's exit is noticed (within
     # [workers] min_heartbeat_interval, 1 s here) may make Airflow 3.3.2 retry a task
-    # that already ended (see the README): that race is not what these tests are about.
+    # that already ended (docs/guides/long-jobs.md): that race is not what these tests are about.
     time.sleep(2)
     return run_id
 
@@ -208,7 +208,7 @@ def test_a_decorated_task_cancelled_from_flux_fails_once_with_the_note(
         airflow.wait_for_deferred(dag_id, run_id, {("call", -1)})
         wait_for_trigger(airflow, dag_id, run_id, "call", 1)
         # Past the window in which Airflow 3.3.2 may retry a task whose trigger fires
-        # before the deferring worker is seen to exit (README): not what this is about.
+        # before the deferring worker is seen to exit (docs/guides/long-jobs.md): not this.
         time.sleep(2)
         jobid = int(airflow.xcom(dag_id, run_id, "call", key="jobid"))
         flux.cancel(jobid, "operator stopped the call")

@@ -22,7 +22,8 @@ SIM_SPEED = 20
 UNTIL_FLAG = "sh -c 'while [ ! -e {{ dag_run.conf[\"flag\"] }} ]; do sleep 0.2; done'"
 HELD_UNTIL_RELEASED = {"system.simulator.hold_before": "finish"}
 # 5 MB in 1,000 events 5 ms apart: a trigger that fires within a second of its
-# deferral meets an Airflow 3.3.2 race (README) that the output tests are not about.
+# deferral meets an Airflow 3.3.2 race (docs/guides/long-jobs.md) the output tests are
+# not about.
 BIG_OUTPUT = {
     "lines": 50_000, "line_bytes": 100, "chunk_bytes": 5_000, "interval": 0.005 * SIM_SPEED,
 }  # fmt: skip
