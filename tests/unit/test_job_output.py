@@ -132,3 +132,16 @@ async def test_a_re_created_follower_goes_on_after_the_saved_progress(sim: Simul
     logged, _ = await follow(sim, jobid, 1000, OutputProgress(events=4, shown=21, cut=0))
     assert "going on after the 4 output events already shown" in logged[0]
     assert logged[1:] == [f"stdout: line {n}" for n in (4, 5, 6)]
+
+
+async def test_a_follower_whose_output_watch_is_never_answered_reads_on_with_another(
+    sim: SimulatedFlux,
+) -> None:
+    # flux-core 0.88.0 may never answer a guest.output watch sent as a short job ends.
+    jobspec = jobspec_from_command(["app"], attributes={
+        "system.simulator.output": {"lines": 3},
+        "system.simulator.lost_output_watch": True,
+    })  # fmt: skip
+    logged, progress = await follow(sim, job.submit(Flux(sim.uri), jobspec), limit=1000)
+    assert logged == [f"stdout: line {n}" for n in (1, 2, 3)]
+    assert (progress.shown, progress.cut) == (21, 0)

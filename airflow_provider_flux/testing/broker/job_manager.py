@@ -4,8 +4,9 @@ the jobs' generated output, and the events journal.
 
 A job's ``attributes.system.simulator`` options shape it: ``scenario`` (the
 recording it replays), ``hold_before``, ``private`` (another user's job, unreadable
-even by the owner), ``userid`` (another user's job, as the owner sees it) and
-``output`` (lines its tasks write while it runs; see
+even by the owner), ``userid`` (another user's job, as the owner sees it),
+``lost_output_watch`` (its first ``guest.output`` watch is never answered, as
+flux-core 0.88.0 may do) and ``output`` (lines its tasks write while it runs; see
 :class:`~airflow_provider_flux.testing.broker.jobs.OutputOption`).
 """
 
@@ -128,6 +129,7 @@ class JobManagerService:
         job = Job(jobid, jobspec, job_name(jobspec) if jobspec else name, private, userid)
         broker.jobs[jobid] = job
         job.hold_before = options.get("hold_before")
+        job.lose_output_watch = bool(options.get("lost_output_watch", False))
         if options.get("urgency") == 0:
             job.hold_before = job.hold_before or "alloc"  # urgency 0 is a hold, as in flux
         if runs_locally(jobspec, options):

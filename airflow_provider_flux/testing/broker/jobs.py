@@ -214,6 +214,7 @@ class Job:
     watchers: list[Watcher] = field(default_factory=list)  # job-info's
     output: Iterator[str] | None = None  # the generated output being written
     local: LocalRun | None = None  # its tasks, when they run here for real
+    lose_output_watch: bool = False  # its next guest.output watch is never answered
 
     def has_event(self, name: str) -> bool:
         return any(f'"name":"{name}"' in line for line in self.eventlogs.get(MAIN_EVENTLOG, []))
