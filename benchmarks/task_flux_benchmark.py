@@ -388,6 +388,8 @@ def dumps(results: dict[str, Any]) -> str:
 
 
 def tables(summary: dict[str, Any], header: str) -> str:
+    from airflow_provider_flux.aio.output_follower import STALLED_WATCH_SECONDS
+
     ways = summary["ways"]
     rows = [
         header,
@@ -415,7 +417,7 @@ def tables(summary: dict[str, Any], header: str) -> str:
         rows.append(f"| {name} | " + " | ".join(shown) + " |")
     for key, name in (("jobspec_bytes", "jobspec (bytes)"),
                       ("calls_with_output_watch_sent_again", "calls whose output watch was "
-                       "sent again (stalled 1 s)")):  # fmt: skip
+                       f"sent again (stalled {STALLED_WATCH_SECONDS:g} s)")):  # fmt: skip
         shown = [f"{ways[label][key]:,}" if key in ways[label] else "-" for label in labels]
         rows.append(f"| {name} | " + " | ".join(shown) + " |")
     return "\n".join(rows)

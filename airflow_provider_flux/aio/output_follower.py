@@ -16,8 +16,9 @@ from airflow_provider_flux.job.output import OutputLines, OutputProgress
 # After the job is clean, how long the output watch may take to deliver its last lines.
 OUTPUT_GRACE_SECONDS = 10.0
 # Once the job is over, an output watch that gives nothing for this long is sent
-# again (see OutputFollower.close).
-STALLED_WATCH_SECONDS = 1.0
+# again (see OutputFollower.close). A stalled watch costs every short deferred job
+# that meets it this long; sending one again that was only slow costs a re-read.
+STALLED_WATCH_SECONDS = 0.25
 # While output flows, how often a follower saves how far it got (see ``checkpoint``).
 CHECKPOINT_SECONDS = 5.0
 # At most this much output goes into one log message: each message is copied a few
