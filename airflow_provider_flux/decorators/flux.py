@@ -86,9 +86,13 @@ class _FluxDecoratedOperator(DecoratedOperator, FluxSubmitJobOperator):
     def execute(self, context: Context) -> Any:
         # The arguments are rendered: a call that cannot be made is refused here,
         # before Flux is asked anything.
-        call = FunctionCall(self.get_python_source(),  # type: ignore[no-untyped-call]
-                            self.python_callable.__name__,
-                            self.serializer, self.max_return_bytes)  # fmt: skip
+        call = FunctionCall(
+            self.get_python_source(),  # type: ignore[no-untyped-call]
+            self.python_callable.__name__,
+            self.serializer,
+            self.max_return_bytes,
+            module=self.python_callable.__module__,
+        )
         try:
             self._files = call.files(list(self.op_args), self.op_kwargs)
         except (UnserializableError, ValueError) as err:

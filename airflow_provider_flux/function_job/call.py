@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import importlib
 import stat
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +60,15 @@ class FunctionCall:
     :param serializer: ``pickle``, ``cloudpickle`` or ``dill``: for the arguments and
         the return value.
     :param max_return_bytes: the largest return value, serialized, the job may send.
+    :param module: the module the function and the arguments come from (the DAG
+        file's), which the compute node cannot import.
     """
 
     source: str
     function: str
     serializer: str
     max_return_bytes: int = DEFAULT_MAX_RETURN_BYTES
+    module: str | None = None
 
     def files(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The jobspec's ``attributes.system.files`` for a call with these arguments.
@@ -72,7 +76,7 @@ class FunctionCall:
         :raises UnserializableError: the serializer cannot serialize them.
         """
         try:
-            arguments = load_serializer(self.serializer).dumps((list(args), dict(kwargs)))
+            arguments = self._dumps((list(args), dict(kwargs)))
         except Exception as err:  # each serializer has its own errors
             raise UnserializableError(
                 f"the arguments cannot be serialized with {self.serializer}: "
@@ -89,6 +93,22 @@ class FunctionCall:
             runner.FUNCTION_FILE: _text_file(self.source),
             runner.CALL_FILE: {"mode": _FILE_MODE, "data": call},
         }
+
+    def _dumps(self, value: Any) -> bytes:
+        """``value`` serialized so that the node, which cannot import the DAG file, can
+        load it: dill takes a function's globals by value (``recurse``), cloudpickle
+        all that comes from the DAG file; pickle can only refer to it."""
+        serializer = load_serializer(self.serializer)
+        if self.serializer == "dill":
+            return bytes(serializer.dumps(value, recurse=True))  # a function's globals it uses
+        module = sys.modules.get(self.module or "")
+        if self.serializer != "cloudpickle" or module is None:
+            return bytes(serializer.dumps(value))
+        serializer.register_pickle_by_value(module)
+        try:
+            return bytes(serializer.dumps(value))
+        finally:
+            serializer.unregister_pickle_by_value(module)
 
 
 def load_value(serializer: str, data: bytes) -> Any:
