@@ -95,20 +95,19 @@ class FunctionCall:
         }
 
     def _dumps(self, value: Any) -> bytes:
-        """``value`` serialized so that the node, which cannot import the DAG file, can
-        load it: dill takes a function's globals by value (``recurse``), cloudpickle
-        all that comes from the DAG file; pickle can only refer to it."""
+        """``value`` serialized for the node, which cannot import the DAG file: as if
+        this worker could not either, so that what the file defines travels by value
+        (dill, cloudpickle) or is refused here (pickle), never as a reference the node
+        would fail to load."""
         serializer = load_serializer(self.serializer)
-        if self.serializer == "dill":
-            return bytes(serializer.dumps(value, recurse=True))  # a function's globals it uses
-        module = sys.modules.get(self.module or "")
-        if self.serializer != "cloudpickle" or module is None:
-            return bytes(serializer.dumps(value))
-        serializer.register_pickle_by_value(module)
+        options = {"recurse": True} if self.serializer == "dill" else {}  # only the globals used
+        name = self.module or ""
+        hidden = sys.modules.pop(name, None)
         try:
-            return bytes(serializer.dumps(value))
+            return bytes(serializer.dumps(value, **options))
         finally:
-            serializer.unregister_pickle_by_value(module)
+            if hidden is not None:
+                sys.modules[name] = hidden
 
 
 def load_value(serializer: str, data: bytes) -> Any:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,9 +157,37 @@ def test_the_runner_refuses_a_value_past_max_return_bytes(job_tmpdir: Path) -> N
     assert "max_return_bytes is 1000" in error["message"]
 
 
-def test_arguments_the_serializer_cannot_take_are_refused() -> None:
+@pytest.fixture
+def dag_module() -> Iterator[types.ModuleType]:
+    """A module the worker imported (as Airflow 3.1 keeps a DAG file's) and the node
+    cannot import: a function of it, and the global the function reads."""
+    module = types.ModuleType("a_dag_file_the_node_cannot_import")
+    exec("OFFSET = 1\ndef add(v):\n    return v + OFFSET\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    yield module
+    del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize("serializer", ["dill", "cloudpickle"])
+def test_what_the_dag_file_defines_travels_by_value(
+    job_tmpdir: Path, dag_module: types.ModuleType, serializer: str
+) -> None:
+    call = FunctionCall("def f(g, x):\n    return g(x)\n", "f", serializer,
+                        module=dag_module.__name__)  # fmt: skip
+    files = call.files([dag_module.add, 41], {})
+    assert sys.modules[dag_module.__name__] is dag_module  # back once serialized
+    done = run_call(job_tmpdir, files)
+    assert done.returncode == 0, done.stdout
+    assert load_value(serializer, result_of(done).value) == 42
+
+
+def test_arguments_the_serializer_cannot_take_are_refused(dag_module: types.ModuleType) -> None:
     with pytest.raises(UnserializableError, match="cannot be serialized with pickle"):
         FunctionCall(SOURCE, "f", "pickle").files([lambda: 1], {})
+    # pickle can only refer to a function by its module, which the node cannot import.
+    call = FunctionCall(SOURCE, "f", "pickle", module=dag_module.__name__)
+    with pytest.raises(UnserializableError, match="cannot be serialized with pickle"):
+        call.files([dag_module.add], {})
 
 
 # -- the decorator's refusals, when the DAG is parsed ------------------------------------
