@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 HERE = Path(__file__).parent
 DAG_FILE = HERE / "dags" / "task_flux_dags.py"
@@ -195,28 +195,6 @@ def install_timers() -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-@contextmanager
-def output_to(log: Path) -> Iterator[TextIO]:
-    """Send everything written to fds 1 and 2 (Airflow's log, its child processes')
-    to ``log``; yields a stream on the terminal for the progress and the tables."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    terminal = os.fdopen(os.dup(1), "w", buffering=1)
-    saved_err = os.dup(2)
-    with log.open("w") as file:
-        os.dup2(file.fileno(), 1)
-        os.dup2(file.fileno(), 2)
-        try:
-            yield terminal
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(terminal.fileno(), 1)
-            os.dup2(saved_err, 2)
-            os.close(saved_err)
-            terminal.close()
 
 
 def task_seconds(dag_id: str) -> float:
@@ -438,7 +416,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown ways {unknown}; choose from {list(WAYS)}")
 
-    from airflow_provider_flux.testing.dag_test import configure_airflow_home, migrate_database
+    from airflow_provider_flux.testing.dag_test import (
+        configure_airflow_home,
+        migrate_database,
+        output_to,
+    )
 
     simulated = shutil.which("flux") is None
     os.environ["FLUX_BENCH_SIMULATED"] = "1" if simulated else "0"

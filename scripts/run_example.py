@@ -7,12 +7,10 @@ runs, their tasks and outcomes.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
@@ -21,6 +19,7 @@ from airflow_provider_flux.testing.dag_test import (
     DagTestResult,
     configure_airflow_home,
     migrate_database,
+    output_to,
     run_dag,
     use_flux_connection,
 )
@@ -33,28 +32,6 @@ DAG_IDS = (
     "example_flux_job_events", "example_flux_submit_job", "example_flux_parameter_sweep",
     "example_flux_task_sweep",
 )  # fmt: skip
-
-
-@contextmanager
-def output_to(log: Path) -> Iterator[TextIO]:
-    """Send everything written to fds 1 and 2 (Airflow's log, its child processes')
-    to ``log``; yields a stream on the terminal for the summary."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    terminal = os.fdopen(os.dup(1), "w", buffering=1)
-    saved_err = os.dup(2)
-    with log.open("w") as file:
-        os.dup2(file.fileno(), 1)
-        os.dup2(file.fileno(), 2)
-        try:
-            yield terminal
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(terminal.fileno(), 1)
-            os.dup2(saved_err, 2)
-            os.close(saved_err)
-            terminal.close()
 
 
 def show(result: DagTestResult, dag_id: str, say: TextIO) -> None:

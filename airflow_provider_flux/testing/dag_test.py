@@ -10,9 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
@@ -33,6 +35,28 @@ def configure_airflow_home(home: str | Path) -> Path:
         }
     )
     return dags
+
+
+@contextmanager
+def output_to(log: Path) -> Iterator[TextIO]:
+    """Send everything written to fds 1 and 2 (Airflow's log, its child processes')
+    to ``log``; yields a stream on the terminal, for what the user should see."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    saved_err = os.dup(2)
+    with log.open("w") as file:
+        os.dup2(file.fileno(), 1)
+        os.dup2(file.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(terminal.fileno(), 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_err)
+            terminal.close()
 
 
 def migrate_database() -> None:
