@@ -14,10 +14,10 @@ from airflow_provider_flux.config import limits
 from airflow_provider_flux.exceptions import FluxFunctionError, FluxJobExceptionError
 from airflow_provider_flux.function_job.call import (
     DEFAULT_MAX_RETURN_BYTES,
-    SERIALIZERS,
     FunctionCall,
     UnserializableError,
     check_max_return_bytes,
+    check_serializer,
     load_value,
     runner_command,
 )
@@ -71,11 +71,8 @@ class _FluxDecoratedOperator(DecoratedOperator, FluxSubmitJobOperator):
                 f"@task.flux does not take {', '.join(given)}: the job runs the decorated "
                 "function and the task waits for its return value"
             )
-        if serializer not in SERIALIZERS:
-            raise ValueError(f"serializer must be one of {', '.join(SERIALIZERS)}, "
-                             f"not {serializer!r}")  # fmt: skip
         self.python = python or sys.executable
-        self.serializer = serializer
+        self.serializer = check_serializer(serializer)
         self.max_return_bytes = check_max_return_bytes(max_return_bytes)
         self._files: dict[str, Any] = {}
         self._results: dict[int, Any] = {}  # judged jobs' return values

@@ -30,15 +30,20 @@ class UnserializableError(ValueError):
     """The serializer cannot serialize the arguments (nothing was submitted)."""
 
 
-def load_serializer(name: str) -> Any:
-    """The serializer module (``pickle``, ``cloudpickle``, ``dill``).
-
-    :raises ValueError: another name, or one not installed here.
-    """
+def check_serializer(name: str) -> str:
+    """``name`` if it names a serializer (``pickle``, ``cloudpickle``, ``dill``)."""
     if name not in SERIALIZERS:
         raise ValueError(f"serializer must be one of {', '.join(SERIALIZERS)}, not {name!r}")
+    return name
+
+
+def load_serializer(name: str) -> Any:
+    """The serializer module.
+
+    :raises ValueError: not a serializer's name, or one not installed here.
+    """
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(check_serializer(name))
     except ImportError as err:
         raise ValueError(f"serializer {name!r} is not installed on this worker: {err}") from err
 
