@@ -111,15 +111,15 @@ class JobManagerService:
         system = (jobspec or {}).get("attributes", {}).get("system", {})
         options = {**system.get("simulator", {}), **payload}
         name = options.get("scenario", DEFAULT_SCENARIO)
-        if runs_locally(jobspec, options):
-            name = DEFAULT_SCENARIO  # its name only: the job runs for real
         # A job array's jobs (FLUX_JOB_CC) may each play their own scenario.
         index = str(system.get("environment", {}).get("FLUX_JOB_CC"))
         name = dict(options.get("scenarios") or {}).get(index, name)
-        try:
-            scenario = load_scenario(name)
-        except ValueError as err:
-            raise RequestError(errno.EINVAL, str(err)) from err
+        scenario = None  # a job that runs for real plays no recording
+        if not runs_locally(jobspec, options):
+            try:
+                scenario = load_scenario(name)
+            except ValueError as err:
+                raise RequestError(errno.EINVAL, str(err)) from err
         output = None if options.get("output") is None else OutputOption.parse(options["output"])
         jobid = self._new_jobid()
         private = bool(options.get("private", False))
@@ -132,7 +132,7 @@ class JobManagerService:
         job.lose_output_watch = bool(options.get("lost_output_watch", False))
         if options.get("urgency") == 0:
             job.hold_before = job.hold_before or "alloc"  # urgency 0 is a hold, as in flux
-        if runs_locally(jobspec, options):
+        if scenario is None:
             LocalRun(broker, job).start()
             return {"id": jobid}
         steps = []
