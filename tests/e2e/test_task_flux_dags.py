@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from airflow_provider_flux.function_job.call import FunctionCall, runner_command
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing.dag_test import DagTestResult, run_dag, use_flux_connection
+from airflow_provider_flux.testing.deployment import wait_until
 from tests.flux_instances import FluxTestInstance
 
 DAGS = Path(__file__).parent / "dags" / "flux_task_dags.py"
@@ -159,8 +159,5 @@ def test_a_retry_after_the_job_succeeded_returns_its_value_from_the_job(
     )
     hook = FluxHook()
     jobid = hook.submit(jobspec)
-    deadline = time.monotonic() + 60
-    while not hook.read_eventlog(jobid)[1]:
-        assert time.monotonic() < deadline, "the job never ended"
-        time.sleep(0.1)
+    wait_until(lambda: hook.read_eventlog(jobid)[1] or None, 60, "the job to end", interval=0.1)
     assert operator.get_job_result(jobid, {}) == 42

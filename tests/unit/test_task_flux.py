@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from airflow_provider_flux.job.output import RESULT_MARK, OutputLines, format_ou
 from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.bindings import Flux, job
+from airflow_provider_flux.testing.deployment import wait_until
 
 SOURCE = "def f(a, b=1):\n    print('in f')\n    return {'sum': a + b}\n"
 
@@ -265,20 +265,27 @@ def test_a_simulated_job_runs_its_command_with_flux_s_variables(sim: SimulatedFl
     assert {c["data"] for c in output if c.get("encoding") == "base64"} == {"/w=="}
 
 
-def test_a_simulated_job_cancelled_has_its_tasks_killed(sim: SimulatedFlux, tmp_path: Path) -> None:
-    pidfile = tmp_path / "pid"
-    jobid = submit(sim, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 600"])
-    deadline = time.monotonic() + 10
-    while not (pidfile.exists() and pidfile.read_text().strip()):
-        assert time.monotonic() < deadline, "the task never started"
-        time.sleep(0.05)
-    pid = int(pidfile.read_text())
-    job.cancel(Flux(sim.uri), jobid, "stop")
-    assert [e.name for e in events(sim, jobid)][-1] == "clean"
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
-        assert time.monotonic() < deadline, f"task {pid} still runs after the cancel"
-        time.sleep(0.05)
+def submit_sleeper(sim: SimulatedFlux, pidfile: Path) -> int:
+    """A job whose task writes its process ID to ``pidfile``, then sleeps."""
+    return submit(sim, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 600"])
+
+
+def started_task(pidfile: Path) -> int:
+    """The process ID the task wrote once it started."""
+
+    def written() -> str | None:
+        return (pidfile.read_text().strip() or None) if pidfile.exists() else None
+
+    return int(wait_until(written, 10, "the task to start", interval=0.05))
+
+
+def wait_until_gone(pid: int, what: str) -> None:
+    """Until process ``pid`` has ended (a zombie has)."""
+
+    def gone() -> bool | None:
+        return True if not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid) else None
+
+    wait_until(gone, 10, what, interval=0.05)
 
 
 def _state(pid: int) -> str:
@@ -286,6 +293,15 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_a_simulated_job_cancelled_has_its_tasks_killed(sim: SimulatedFlux, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    jobid = submit_sleeper(sim, pidfile)
+    pid = started_task(pidfile)
+    job.cancel(Flux(sim.uri), jobid, "stop")
+    assert [e.name for e in events(sim, jobid)][-1] == "clean"
+    wait_until_gone(pid, f"task {pid} to end after the cancel")
 
 
 def test_a_simulated_job_past_its_duration_times_out(sim: SimulatedFlux) -> None:
@@ -317,13 +333,6 @@ def test_marked_lines_are_read_past_megabytes_of_other_output(sim: SimulatedFlux
 def test_a_stopped_simulator_kills_the_tasks_it_runs(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with SimulatedFlux() as instance:
-        submit(instance, ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 600"])
-        deadline = time.monotonic() + 10
-        while not (pidfile.exists() and pidfile.read_text().strip()):
-            assert time.monotonic() < deadline, "the task never started"
-            time.sleep(0.05)
-    pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
-        assert time.monotonic() < deadline, f"task {pid} outlived its broker"
-        time.sleep(0.05)
+        submit_sleeper(instance, pidfile)
+        pid = started_task(pidfile)
+    wait_until_gone(pid, f"task {pid} to end with its broker")
