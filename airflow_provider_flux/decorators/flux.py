@@ -115,15 +115,15 @@ class _FluxDecoratedOperator(DecoratedOperator, FluxSubmitJobOperator):
         """The function's return value, or the task's error: the job's, the call's, or
         the one the function raised (which is retried, as any error of a task's code)."""
         job = format_jobid(jobid)
-        if ending.fatal is not None and ending.fatal.context.get("type") == "exec":
-            raise FluxJobExceptionError(
-                f"Flux job {job}: its Python, {self.python}, could not be started on the "
-                f"compute node ({ending.fatal.context.get('note')}); give @task.flux a "
-                "python= that exists there",
-                jobid, ending.fatal.to_dict(),
-            )  # fmt: skip
         if ending.fatal is not None:
-            raise_if_job_failed(jobid, ending)
+            if ending.fatal.context.get("type") == "exec":
+                raise FluxJobExceptionError(
+                    f"Flux job {job}: its Python, {self.python}, could not be started on the "
+                    f"compute node ({ending.fatal.context.get('note')}); give @task.flux a "
+                    "python= that exists there",
+                    jobid, ending.fatal.to_dict(),
+                )  # fmt: skip
+            raise_if_job_failed(jobid, ending)  # cancel, timeout, ...: the job's failure
         result = self._read_result(hook, jobid)
         name = self.python_callable.__name__
         if result.raised is not None:
