@@ -7,6 +7,7 @@ touches Flux through :class:`FluxBindings`, so both are driven by the same code.
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib
 import os
@@ -14,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+
+from airflow_provider_flux.flux_uri import needs_resolving, normalize_flux_uri
+from airflow_provider_flux.job.limits import shorten
 
 SIM_SCHEME = "sim://"
 
@@ -32,6 +36,13 @@ _WAITCREATE_DEFAULT = 1
 
 class FluxBindingsUnavailable(ImportError):
     """The Flux Python bindings are not installed or not on ``sys.path``."""
+
+
+class FluxUriUnresolved(ConnectionError):
+    """flux-core's resolver could not turn a URI (``jobid:``, ``pid:``, ...) into an
+    address: the job is not running, the process has no instance, or what it found
+    is refused. A ``ConnectionError``: a watch tries again, and resolves again, as
+    after a lost connection; the message names the URI."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +66,40 @@ class FluxBindings:
         return self.origin == "simulated"
 
     def open(self, uri: str | None) -> Any:
-        """Open a handle; blocking (``ssh://`` connects a remote shell), so call it off-loop."""
-        return self.flux.Flux(uri)
+        """Open a handle, resolving ``uri`` first (:meth:`resolve`); blocking (``ssh://``
+        connects a remote shell, resolving asks Flux), so call it off-loop."""
+        return self.flux.Flux(self.resolve(uri))
+
+    def resolve(self, uri: str | None) -> str | None:
+        """The address ``uri`` names now: a ``jobid:``, ``pid:``, ``slurm:`` or ``lsf:``
+        URI resolved by flux-core's own resolver (``flux.uri``) as ``flux uri`` resolves
+        it (a ``jobid:`` path from the instance ``FLUX_URI`` names, else the system
+        instance), any other URI as it is. Blocking. A nested instance's address is
+        valid only while its job runs: resolve again for each new handle.
+
+        :raises FluxUriUnresolved: it cannot be resolved, or the address it resolves
+            to is refused as a connection's would be; the message names ``uri``.
+        """
+        if not needs_resolving(uri):
+            return uri
+        try:
+            found = str(_resolver(self.flux.__name__).resolve(uri))
+        except (ValueError, NotImplementedError, OSError) as err:
+            errnum = err.errno if isinstance(err, OSError) and err.errno else errno.ENXIO
+            raise FluxUriUnresolved(errnum, f"cannot resolve the Flux URI {uri!r}: {err}") from err
+        try:
+            address = normalize_flux_uri(found)
+        except ValueError as err:
+            raise FluxUriUnresolved(
+                errno.EINVAL, f"the Flux URI {uri!r} resolved to an address that is refused: {err}"
+            ) from None
+        if address is None or address.split(":", 1)[0] not in ("local", "ssh"):
+            raise FluxUriUnresolved(
+                errno.EINVAL,
+                f"the Flux URI {uri!r} resolved to {shorten(found)!r}, not a local:// or "
+                "ssh:// address",
+            )
+        return address
 
     def constant(self, name: str, default: int | None = None) -> int:
         """Read ``FLUX_<name>`` from the bindings' constants."""
@@ -121,6 +164,12 @@ class FluxBindings:
             return self.job.event_watch_async(handle, jobid, eventlog, flags)
         raw = importlib.import_module(f"{self.job.__name__}._wrapper")._RAW
         return self.job.JobEventWatchFuture(raw.event_watch(handle, int(jobid), eventlog, flags))
+
+
+@functools.cache
+def _resolver(package: str) -> Any:
+    """flux-core's ``FluxURIResolver`` (its plugins are imported once per process)."""
+    return importlib.import_module(f"{package}.uri").FluxURIResolver()
 
 
 def is_simulated_uri(uri: str | None) -> bool:

@@ -27,7 +27,12 @@ from airflow_provider_flux.aio.errors import (
     watch_error,
 )
 from airflow_provider_flux.aio.event_watch import event_watches
-from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, load_bindings
+from airflow_provider_flux.flux_bindings import (
+    FluxBindings,
+    FluxUriUnresolved,
+    effective_uri,
+    load_bindings,
+)
 from airflow_provider_flux.job.event import JobEvent
 
 log = logging.getLogger(__name__)
@@ -441,14 +446,15 @@ def _registry_discard(connection: FluxConnection) -> None:
 async def _open(loop: asyncio.AbstractEventLoop, uri: _Key) -> FluxConnection:
     try:
         bindings = load_bindings(uri)
-        # Opening can block (ssh:// starts a remote shell): do it off the loop.
+        # Opening can block (ssh:// starts a remote shell, a jobid: URI is resolved by
+        # asking Flux): off the loop. Each open resolves anew: a reconnect finds a
+        # nested instance where it is now, or that it is gone.
         handle = await loop.run_in_executor(None, bindings.open, uri)
     except OSError as err:
-        raise FluxConnectionError(
-            err.errno or errno.ECONNREFUSED,
-            f"cannot connect to {describe_instance(uri)}: {err.strerror or err}",
-            uri=uri,
-        ) from err
+        unresolved = isinstance(err, FluxUriUnresolved)  # its message names the URI
+        where = "" if unresolved else f"cannot connect to {describe_instance(uri)}: "
+        message = f"{where}{err.strerror or err}"
+        raise FluxConnectionError(err.errno or errno.ECONNREFUSED, message, uri=uri) from err
     return FluxConnection(loop, uri, bindings, handle)
 
 

@@ -107,7 +107,7 @@ class _FluxDecoratedOperator(DecoratedOperator, FluxSubmitJobOperator):
         """The return value of the job's call (of an earlier try's, when it succeeded)."""
         jobid = jobids_of(external_id)[0]
         if jobid not in self._results:
-            hook = FluxHook(self.flux_conn_id)
+            hook = self.hook()
             self._judge(hook, jobid, read_endings(hook, [jobid])[jobid])
         return self._results[jobid]
 
@@ -204,7 +204,7 @@ def flux_task(
     :param multiple_outputs: push a returned dict's keys as XComs of their own.
     :param kwargs: :class:`~airflow_provider_flux.operators.flux.FluxSubmitJobOperator`'s
         arguments (resources, ``duration``, ``flux_queue``, ``urgency``,
-        ``dependencies``, ``attributes``, ``environment``, ``flux_conn_id``,
+        ``dependencies``, ``attributes``, ``environment``, ``flux_conn_id``, ``flux_uri``,
         ``deferrable``, ``durable``, ``stream_output``, ``output_limit``,
         ``cancel_on_kill``) and Airflow's; not ``command``, ``jobspec``, ``script``,
         ``array`` or ``wait_for_completion``.

@@ -37,9 +37,14 @@ class FluxHook(BaseHook):
     A URI is checked before any handle is opened
     (:func:`~airflow_provider_flux.flux_uri.normalize_flux_uri`): an ssh host, user or
     path that ssh or the remote shell could take for something else is refused. When the connection
-    is ``flux_default`` and it does not exist, the default instance is used.
+    is ``flux_default`` and it does not exist, the default instance is used. A URI that
+    flux-core resolves (``jobid:ƒA`` for a job's nested instance, ``pid:``, ``slurm:``,
+    ``lsf:``) is resolved each time a handle is opened.
 
     :param flux_conn_id: the Airflow connection ID of the Flux instance.
+    :param flux_uri: the instance's URI, in any of the connection's forms, instead of
+        the connection's (then the connection is not read): for an instance known only
+        when the task runs, such as a batch job's nested instance (``jobid:ƒA``).
     """
 
     conn_name_attr = "flux_conn_id"
@@ -52,12 +57,16 @@ class FluxHook(BaseHook):
         """The connection form (Airflow 3.1 reads it here, not from the provider info)."""
         return CONNECTION_FORM
 
-    def __init__(self, flux_conn_id: str = default_conn_name) -> None:
+    def __init__(self, flux_conn_id: str = default_conn_name, flux_uri: str | None = None) -> None:
         super().__init__()
         self.flux_conn_id = flux_conn_id
+        self.flux_uri = flux_uri
 
     def get_uri(self) -> str | None:
-        """The instance URI of the connection (``None``: the default instance)."""
+        """The instance URI: ``flux_uri``, else the connection's (``None``: the
+        default instance)."""
+        if self.flux_uri is not None:
+            return _given_uri(self.flux_uri)
         try:
             conn = self.get_connection(self.flux_conn_id)
         except AirflowNotFoundException:
@@ -68,6 +77,8 @@ class FluxHook(BaseHook):
 
     async def aget_uri(self) -> str | None:
         """Async :meth:`get_uri`, for triggers."""
+        if self.flux_uri is not None:
+            return _given_uri(self.flux_uri)
         try:
             conn = await self.aget_connection(self.flux_conn_id)
         except AirflowNotFoundException:
@@ -256,15 +267,28 @@ class FluxHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Open a handle and read the instance size, as the UI's *Test* button does."""
         try:
-            self.get_uri()
+            uri = self.get_uri()
         except ValueError as err:  # refused before anything is run
             return False, f"Flux connection {self.flux_conn_id!r}: {err}"
+        where = self.describe()
         try:
-            handle = self.get_conn()
-            size = handle.attr_get("size")
+            bindings = load_bindings(uri)
+            address = bindings.resolve(uri)
+            if address != uri:
+                where = f"{where} (resolved to {address})"
+            size = bindings.open(address).attr_get("size")
         except Exception as err:
-            return False, f"cannot connect to Flux at {self.describe()}: {err}"
-        return True, f"connected to Flux at {self.describe()} (size {size})"
+            return False, f"cannot connect to Flux at {where}: {err}"
+        return True, f"connected to Flux at {where} (size {size})"
+
+
+def _given_uri(value: str) -> str:
+    """A task's own ``flux_uri``: never empty, as a template that rendered to nothing
+    would be (falling back to the connection would watch the wrong instance's jobs)."""
+    uri = normalize_flux_uri(value)
+    if uri is None:
+        raise ValueError("flux_uri is empty: give an instance URI, or None for the connection's")
+    return uri
 
 
 def _where(uri: str | None) -> str:

@@ -101,6 +101,9 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     :param flux_queue: the Flux queue (``queue`` is Airflow's own, for the executor).
     :param attributes: extra jobspec attributes as dotted keys (``--setattr``).
     :param flux_conn_id: the ``flux`` Airflow connection.
+    :param flux_uri: the instance's URI instead of the connection's (templated), as
+        :class:`~airflow_provider_flux.hooks.flux.FluxHook` takes it: ``jobid:ƒA``
+        submits into the nested instance of batch job ƒA.
     :param wait_for_completion: wait for the job to end.
     :param deferrable: wait in the triggerer (default True; see
         :func:`~airflow_provider_flux.config.default_deferrable`).
@@ -126,7 +129,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
 
     template_fields: Sequence[str] = (
         "command", "jobspec", "script", "environment", "cwd", "job_name",
-        "dependencies", "attributes", "flux_queue", "duration", "array",
+        "dependencies", "attributes", "flux_queue", "duration", "array", "flux_uri",
     )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = {"jobspec": "json", "script": "bash"}
     ui_color = "#c6e3f7"
@@ -153,6 +156,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         flux_queue: str | None = None,
         attributes: Mapping[str, Any] | None = None,
         flux_conn_id: str = FluxHook.default_conn_name,
+        flux_uri: str | None = None,
         wait_for_completion: bool = True,
         deferrable: bool | None = None,
         cancel_on_kill: bool = True,
@@ -187,6 +191,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self.flux_queue = flux_queue
         self.attributes = dict(attributes or {})
         self.flux_conn_id = flux_conn_id
+        self.flux_uri = flux_uri
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.cancel_on_kill = cancel_on_kill
@@ -197,7 +202,9 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         self.submitted_jobids: list[int] = []
         self._run_id: str | None = None
 
-    # -- the request ---------------------------------------------------------------
+    def hook(self) -> FluxHook:
+        """The hook to the instance the jobs run on."""
+        return FluxHook(self.flux_conn_id, self.flux_uri)
 
     def build_jobspec(
         self, index: int | None = None, identity: TaskIdentity | None = None
@@ -237,11 +244,8 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             )  # fmt: skip
         else:
             assert self.command is not None
-            command = (
-                indexed(self.command)
-                if isinstance(self.command, str)
-                else [indexed(arg) for arg in self.command]
-            )
+            given = self.command
+            command = indexed(given) if isinstance(given, str) else [indexed(a) for a in given]
             jobspec = jobspec_from_command(
                 command, num_tasks=self.num_tasks, cores_per_task=self.cores_per_task,
                 gpus_per_task=self.gpus_per_task, **options,
@@ -263,7 +267,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         # Retries reconnect; a cleared task starts over, with a job of its own.
         self._starting_over = self.durable and follows_a_clear(context, self.retries or 0)
         if self._starting_over:
-            self._forget_earlier_jobs(context, FluxHook(self.flux_conn_id))
+            self._forget_earlier_jobs(context, self.hook())
         return self.execute_resumable(context)
 
     def _forget_earlier_jobs(self, context: Context, hook: FluxHook) -> None:
@@ -293,7 +297,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         """Submit the job (or array), unless an earlier try of this task instance
         submitted one that runs or succeeded: then that one (its worker died before
         the ID was stored, or there is no task state store)."""
-        hook = FluxHook(self.flux_conn_id)
+        hook = self.hook()
         indices = self._indices()
         jobids = None
         if self.durable and not self._starting_over:
@@ -311,7 +315,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         return jobids if self.array is not None else jobids[0]
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        return job_status(FluxHook(self.flux_conn_id), jobids_of(external_id))
+        return job_status(self.hook(), jobids_of(external_id))
 
     def is_job_active(self, status: str) -> bool:
         return status == JOB_ACTIVE
@@ -323,7 +327,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         """Make the jobs known (XCom ``jobid`` and ``flux_uri``, ``on_kill``), then wait
         for them: in the triggerer (deferring) or here."""
-        hook = FluxHook(self.flux_conn_id)
+        hook = self.hook()
         jobids = jobids_of(external_id)
         self.submitted_jobids = jobids
         ti = context["ti"]
@@ -391,6 +395,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
             "event": "clean",
             "raise_on_exception": False,
             "flux_conn_id": self.flux_conn_id,
+            "flux_uri": self.flux_uri,
             "cancel_on_kill": self.cancel_on_kill,
             "cancel_reason": self._kill_reason(),
             "deadline": deadline,
@@ -419,7 +424,7 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         (unless it was logged as it came), then judge how it ended."""
         if not event:
             raise AirflowFailException(f"{self.task_id}: the trigger returned no event")
-        hook = FluxHook(self.flux_conn_id)
+        hook = self.hook()
         if "jobs" in event:
             jobids = payload_jobids(event, limits().max_jobs)
             if event.get("reason") == REASON_TIMED_OUT:
@@ -492,4 +497,4 @@ class FluxSubmitJobOperator(ResumableJobMixin, BaseOperator):
         first = format_jobid(self.submitted_jobids[0])
         self.log.info("cancelling %d Flux job(s) (%s ...): %s", len(self.submitted_jobids),
                       first, reason)  # fmt: skip
-        FluxHook(self.flux_conn_id).cancel_many(self.submitted_jobids, reason)
+        self.hook().cancel_many(self.submitted_jobids, reason)

@@ -65,6 +65,9 @@ class FluxEventSensorBase(BaseSensorOperator):
         ``eventlog`` and ``match_context`` are templated; ``waitcreate`` applies in
         deferrable mode).
     :param flux_conn_id: the ``flux`` Airflow connection.
+    :param flux_uri: the instance's URI instead of the connection's (templated), such
+        as ``jobid:ƒA`` for the nested instance of batch job ƒA: see
+        :class:`~airflow_provider_flux.hooks.flux.FluxHook`.
     :param deferrable: defer to the triggerer (default True; see
         :func:`~airflow_provider_flux.config.default_deferrable`).
     """
@@ -77,6 +80,7 @@ class FluxEventSensorBase(BaseSensorOperator):
         event: str,
         eventlog: str = "eventlog",
         flux_conn_id: str = FluxHook.default_conn_name,
+        flux_uri: str | None = None,
         match_context: Mapping[str, Any] | None = None,
         raise_on_exception: bool = True,
         waitcreate: bool = False,
@@ -88,6 +92,7 @@ class FluxEventSensorBase(BaseSensorOperator):
         self.event = event
         self.eventlog = eventlog
         self.flux_conn_id = flux_conn_id
+        self.flux_uri = flux_uri
         self.match_context = dict(match_context or {})
         self.raise_on_exception = raise_on_exception
         self.waitcreate = waitcreate
@@ -110,8 +115,16 @@ class FluxEventSensorBase(BaseSensorOperator):
             raise FluxInvalidWaitError(f"{self.task_id}: {err}") from err
 
     def _trigger_kwargs(self, eventlog: str) -> dict[str, Any]:
-        """What every trigger of a sensor is given: the wait and the connection."""
-        return {**self._wait_arguments(eventlog).to_kwargs(), "flux_conn_id": self.flux_conn_id}
+        """What every trigger of a sensor is given: the wait and the instance."""
+        return {
+            **self._wait_arguments(eventlog).to_kwargs(),
+            "flux_conn_id": self.flux_conn_id,
+            "flux_uri": self.flux_uri,
+        }
+
+    def hook(self) -> FluxHook:
+        """The hook to the instance the sensor watches."""
+        return FluxHook(self.flux_conn_id, self.flux_uri)
 
     def _time_left(self, context: Context) -> timedelta:
         """What remains of the sensor ``timeout`` since this try started."""
@@ -163,7 +176,7 @@ class FluxJobEventSensor(FluxEventSensorBase):
     The other arguments are :class:`FluxEventSensorBase`'s.
     """
 
-    template_fields: Sequence[str] = ("jobid", "event", "eventlog", "match_context")
+    template_fields: Sequence[str] = ("jobid", "event", "eventlog", "match_context", "flux_uri")
     # What a task started in the triggerer gets when Airflow has not built it (a mapped
     # task): no job ID, which the trigger answers by sending it to a worker to start.
     start_trigger_args = StartTriggerArgs(
@@ -266,7 +279,7 @@ class FluxJobEventSensor(FluxEventSensorBase):
     def poke(self, context: Context) -> bool | PokeReturnValue:
         jobid = self._validated_jobid()
         spec, eventlog = self._resolved_wait()
-        outcome = _poke_jobs(FluxHook(self.flux_conn_id), spec, [jobid], eventlog).get(jobid)
+        outcome = _poke_jobs(self.hook(), spec, [jobid], eventlog).get(jobid)
         if outcome is None:
             return False
         if outcome.reason is None:
@@ -335,7 +348,7 @@ class FluxJobsEventSensor(FluxEventSensorBase):
     The other arguments are :class:`FluxEventSensorBase`'s.
     """
 
-    template_fields: Sequence[str] = ("jobids", "event", "eventlog", "match_context")
+    template_fields: Sequence[str] = ("jobids", "event", "eventlog", "match_context", "flux_uri")
 
     def __init__(
         self,
@@ -380,7 +393,7 @@ class FluxJobsEventSensor(FluxEventSensorBase):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         (jobids, rule), (spec, eventlog) = self._validated(), self._resolved_wait()
-        outcomes = _poke_jobs(FluxHook(self.flux_conn_id), spec, jobids, eventlog)
+        outcomes = _poke_jobs(self.hook(), spec, jobids, eventlog)
         matched = sum(1 for outcome in outcomes.values() if outcome.reason is None)
         decision = rule.decide(matched, len(outcomes) - matched)
         if decision is None:

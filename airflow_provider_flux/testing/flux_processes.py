@@ -142,27 +142,33 @@ class SimulatedFlux(Service):
 
 
 class LocalFluxInstance(Service):
-    """A real one-broker Flux instance (``flux start -s1``) for tests, when flux-core is installed.
+    """A real Flux instance for tests, when flux-core is installed: one broker
+    (``flux start -s1``), or ``size`` brokers on this machine joined by Flux's own
+    overlay network, as on that many nodes (``flux start --test-size=N``).
 
     :param flux: the ``flux`` command (default: found on PATH).
     :param statedir: keep the instance's jobs here across :meth:`restart`
         (``flux start -Sstatedir=DIR``); default: none, a restart loses them.
+    :param size: how many brokers (nodes).
     """
 
-    def __init__(self, flux: str | None = None, statedir: str | None = None) -> None:
+    def __init__(self, flux: str | None = None, statedir: str | None = None, size: int = 1) -> None:
         found = flux or shutil.which("flux")
         if found is None:
             raise FileNotFoundError("flux is not on PATH")
         self.flux = found
         self.statedir = statedir
+        self.size = size
         self.rundir = tempfile.mkdtemp(prefix="flux-")
         self.uri = f"local://{self.rundir}/local-0"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``flux ARGS...`` against this instance."""
+    def run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``flux ARGS...`` against this instance (``env``: more environment)."""
         return subprocess.run(
-            [self.flux, *args], env={**os.environ, "FLUX_URI": self.uri},
+            [self.flux, *args], env={**os.environ, "FLUX_URI": self.uri, **(env or {})},
             capture_output=True, text=True, check=check, timeout=120,
         )  # fmt: skip
 
@@ -171,7 +177,7 @@ class LocalFluxInstance(Service):
         os.makedirs(self.rundir, exist_ok=True)
         state = [f"-Sstatedir={self.statedir}"] if self.statedir else []
         self._process = subprocess.Popen(
-            [self.flux, "start", "-s1", *state, f"--test-rundir={self.rundir}",
+            [self.flux, "start", f"--test-size={self.size}", *state, f"--test-rundir={self.rundir}",
              "--test-rundir-cleanup", "sleep", "inf"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -185,6 +191,8 @@ class LocalFluxInstance(Service):
                 self.stop()
                 raise TimeoutError(f"flux start did not come up in {timeout}s")
             time.sleep(0.1)
+        if self.size > 1:  # every broker joined: jobs may ask for every node at once
+            self.run("overlay", "status", "--wait=full", f"--timeout={timeout}s", "--summary")
         return self
 
     def version(self) -> str:

@@ -48,6 +48,8 @@ class FluxWaitTrigger(BaseTrigger):
         ``raise_on_exception``, ``count`` and ``waitcreate`` are the wait, as
         :class:`~airflow_provider_flux.wait.WaitArguments` describes them.
     :param flux_conn_id: the ``flux`` Airflow connection of the instance.
+    :param flux_uri: the instance's URI instead of the connection's (see
+        :class:`~airflow_provider_flux.hooks.flux.FluxHook`).
     :param reconnect_attempts: reconnections in a row after a lost connection.
     :param cancel_on_kill: cancel the jobs, with ``cancel_reason``, when the task is
         killed, cleared or marked while deferred. Not when the trigger merely moves to
@@ -73,6 +75,7 @@ class FluxWaitTrigger(BaseTrigger):
         count: int = 1,
         waitcreate: bool = False,
         flux_conn_id: str = FluxHook.default_conn_name,
+        flux_uri: str | None = None,
         reconnect_attempts: int = 5,
         cancel_on_kill: bool = False,
         cancel_reason: str | None = None,
@@ -88,6 +91,7 @@ class FluxWaitTrigger(BaseTrigger):
         self.count = count
         self.waitcreate = waitcreate
         self.flux_conn_id = flux_conn_id
+        self.flux_uri = flux_uri
         self.reconnect_attempts = reconnect_attempts
         self.cancel_on_kill = cancel_on_kill
         self.cancel_reason = cancel_reason
@@ -117,6 +121,7 @@ class FluxWaitTrigger(BaseTrigger):
                 **self._own_kwargs(),
                 **self.wait_arguments().to_kwargs(),
                 "flux_conn_id": self.flux_conn_id,
+                "flux_uri": self.flux_uri,
                 "reconnect_attempts": self.reconnect_attempts,
                 "cancel_on_kill": self.cancel_on_kill,
                 "cancel_reason": self.cancel_reason,
@@ -160,8 +165,22 @@ class FluxWaitTrigger(BaseTrigger):
             state = f"cleared (its new try waits on {describe_jobs(waiting_on)})"
         reason = self.cancel_reason or "the Airflow task was killed"
         self.log.info("task is %s: cancelling %s (%s)", state, jobs, reason)
-        uri = await FluxHook(self.flux_conn_id).aget_uri()
+        uri = await self.instance_uri()
         await cancel_jobs(jobids, reason, uri)
+
+    def hook(self) -> FluxHook:
+        """The hook to the instance the jobs run on."""
+        return FluxHook(self.flux_conn_id, self.flux_uri)
+
+    async def instance_uri(self) -> str | None:
+        """The instance's URI (read from the connection, unless ``flux_uri`` names it)."""
+        return await self.hook().aget_uri()
+
+    def instance_unknown(self, err: Exception) -> str:
+        """Why :meth:`instance_uri` raised ``err``, for the failed wait's message."""
+        if self.flux_uri is None:
+            return f"cannot read Flux connection {self.flux_conn_id!r}: {err}"
+        return f"flux_uri: {err}"
 
     async def _watch_until(
         self,

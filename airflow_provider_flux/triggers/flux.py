@@ -14,7 +14,6 @@ from typing import Any
 from airflow_provider_flux.aio.output_follower import OutputFollower
 from airflow_provider_flux.aio.watch import Reconnect
 from airflow_provider_flux.config import limits
-from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.event import JobEvent
 from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
 from airflow_provider_flux.job.jobid_list import pack_jobids, parse_jobids
@@ -174,13 +173,9 @@ class FluxJobEventTrigger(FluxWaitTrigger):
         job = format_jobid(self.jobid)
         self._included: list[JobEvent] = []
         try:
-            uri = await FluxHook(self.flux_conn_id).aget_uri()
+            uri = await self.instance_uri()
         except Exception as err:
-            return self._payload(
-                "error",
-                f"cannot read Flux connection {self.flux_conn_id!r}: {err}",
-                reason=REASON_CONNECTION,
-            )
+            return self._payload("error", self.instance_unknown(err), reason=REASON_CONNECTION)
         await log_off_loop(
             self, "info", "waiting for %s of job %s (%s)", self.spec.describe(), job, self.eventlog
         )
@@ -318,11 +313,9 @@ class FluxJobsEventTrigger(FluxWaitTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         try:
-            uri = await FluxHook(self.flux_conn_id).aget_uri()
+            uri = await self.instance_uri()
         except Exception as err:
-            return self._payload(
-                "failure", {}, f"cannot read Flux connection {self.flux_conn_id!r}: {err}"
-            )
+            return self._payload("failure", {}, self.instance_unknown(err))
         await log_off_loop(
             self, "info", "waiting for %s of %s (%s)",
             self.spec.describe(), self.rule.describe(), self.eventlog,

@@ -3,6 +3,7 @@ inline, against the simulated instance and, when flux is on PATH, a real one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,34 @@ def test_success_pushes_the_event_to_xcom(instance: FluxTestInstance) -> None:
     assert pushed["job"].startswith("ƒ")
     assert isinstance(pushed["timestamp"], float)
     assert result.xcoms["downstream"] == "after start"
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait_by_uri", "flux_wait_by_uri_poke"])
+def test_a_sensor_watches_the_instance_its_flux_uri_names(
+    flux_instance: FluxTestInstance, airflow_db: str, dag_id: str
+) -> None:
+    jobid = flux_instance.completed_job()
+    result = run(dag_id, jobid=jobid, event="finish", uri=flux_instance.uri)
+    assert result.task_states == {"wait": "success", "downstream": "success"}
+    assert result.xcoms["wait"]["jobid"] == jobid
+
+
+@pytest.mark.parametrize("dag_id", ["flux_wait_by_uri", "flux_wait_by_uri_poke"])
+def test_a_flux_uri_that_renders_empty_fails_rather_than_use_another_instance(
+    flux_instance: FluxTestInstance,
+    airflow_db: str,
+    dag_id: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The connection exists and reaches the job's instance: only the empty flux_uri
+    # stands between the sensor and a wait on whatever that connection names.
+    connection = {"conn_type": "flux", "host": flux_instance.uri}
+    monkeypatch.setenv("AIRFLOW_CONN_FLUX_NOWHERE", json.dumps(connection))
+    jobid = flux_instance.completed_job()
+    result = run(dag_id, jobid=jobid, event="finish", uri="")
+    assert result.task_states["wait"] == "failed"
+    assert "flux_uri is empty" in printed(capfd)
 
 
 def test_job_id_in_any_encoding(instance: FluxTestInstance) -> None:

@@ -156,10 +156,21 @@ def test_a_built_jobspec_is_what_json_makes_of_it() -> None:
         "ssh://node1:0/run/flux/local",
         "ftp://node1/run/flux/local",
         "local://node1/run/flux/local",
+        # flux-core's resolver hands these to scontrol, squeue, srun and /proc.
+        "slurm:--help",
+        "slurm:1;id",
+        "pid:../../self",
+        "lsf:-j",
+        "jobid:ƒA;id",
+        "jobid:",
+        "jobid:ƒA//ƒB",
+        "jobid:ƒA?wait",
+        "pid://1",
     ],
 )
 def test_a_uri_that_could_be_taken_for_something_else_is_refused(host: str) -> None:
-    with pytest.raises(ValueError, match=r"must|expected|no query|not a host") as refused:
+    says_the_rule = r"must|expected|no query|not a host|names|takes"
+    with pytest.raises(ValueError, match=says_the_rule) as refused:
         normalize_flux_uri(host)
     assert len(str(refused.value)) < ECHO_BOUND
 
@@ -172,6 +183,14 @@ def test_a_uri_that_could_be_taken_for_something_else_is_refused(host: str) -> N
         "ssh://[fe80::1]:22/run/flux/local",
         "local:///run/flux/local",
         "sim:///tmp/sim-x/local-0",
+        "jobid:ƒ2BKsXsZQ",
+        "jobid:ƒ2BKsXsZQ/ƒ3mqZe1Q?local",
+        "jobid:/ƒ2BKsXsZQ?remote",
+        "jobid:../ƒ2BKsXsZQ",
+        "pid:4242",
+        "slurm:4242",
+        "slurm:4242_7",
+        "lsf:4242",
     ],
 )
 def test_the_uris_users_write_are_accepted(uri: str) -> None:

@@ -41,6 +41,10 @@ wait_dag("flux_wait_poke", deferrable=False, poke_interval=0.2, timeout=60)
 wait_dag("flux_wait_poke_timeout", deferrable=False, poke_interval=0.2, timeout=1)
 wait_dag("flux_wait_second", count=2)
 wait_dag("flux_wait_second_poke", count=2, deferrable=False, poke_interval=0.2, timeout=60)
+# The instance named per task; the connection it names instead does not exist.
+BY_URI = {"flux_conn_id": "flux_nowhere", "flux_uri": "{{ dag_run.conf['uri'] }}"}
+wait_dag("flux_wait_by_uri", **BY_URI)
+wait_dag("flux_wait_by_uri_poke", **BY_URI, deferrable=False, poke_interval=0.2, timeout=60)
 
 with DAG("flux_wait_upstream_jobid", schedule=None, start_date=START, catchup=False):
 
