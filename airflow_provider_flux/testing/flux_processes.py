@@ -176,6 +176,8 @@ class LocalFluxInstance(Service):
         """Start the broker and wait until it answers."""
         os.makedirs(self.rundir, exist_ok=True)
         state = [f"-Sstatedir={self.statedir}"] if self.statedir else []
+        if self.statedir:  # flux start keeps nothing in a directory that is not there
+            os.makedirs(self.statedir, exist_ok=True)
         self._process = subprocess.Popen(
             [self.flux, "start", f"--test-size={self.size}", *state, f"--test-rundir={self.rundir}",
              "--test-rundir-cleanup", "sleep", "inf"],
@@ -201,15 +203,17 @@ class LocalFluxInstance(Service):
     def restart(self) -> None:
         """Shut the instance down and start it again at the same URI. Flux cancels the
         jobs still running at shutdown; with a ``statedir`` the others survive."""
-        self._shutdown()
+        self.shutdown()
         self.start()
 
     def stop(self) -> None:
         """Shut the instance down (its initial program then exits 129, which is normal)."""
-        self._shutdown()
+        self.shutdown()
         shutil.rmtree(self.rundir, ignore_errors=True)
 
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
+        """Shut the instance down, for :meth:`start` to start it again at the same URI
+        (a down instance, as its clients see it)."""
         if self._process is None:
             return
         self.run("shutdown", "--quiet", check=False)

@@ -13,13 +13,14 @@ from tests.conftest import REQUIRE_FLUX_VARIABLE
 from tests.flux_instances import FLUX, NO_FLUX_REASON
 
 
-def real_instance(size: int = 1) -> LocalFluxInstance:
-    """A real instance of ``size`` brokers to start, or the test skips (fails in CI)."""
+def real_instance(size: int = 1, statedir: str | None = None) -> LocalFluxInstance:
+    """A real instance of ``size`` brokers to start (keeping its jobs across a restart
+    in ``statedir``), or the test skips (fails in CI)."""
     if FLUX is None:
         if os.environ.get(REQUIRE_FLUX_VARIABLE):
             pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
         pytest.skip(NO_FLUX_REASON)
-    return LocalFluxInstance(size=size)
+    return LocalFluxInstance(size=size, statedir=statedir)
 
 
 @pytest.fixture(scope="module")
