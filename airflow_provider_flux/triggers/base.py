@@ -121,7 +121,9 @@ class FluxWaitTrigger(BaseTrigger):
                 **self._own_kwargs(),
                 **self.wait_arguments().to_kwargs(),
                 "flux_conn_id": self.flux_conn_id,
-                "flux_uri": self.flux_uri,
+                # Only when given: a row stored by an earlier release, which has none,
+                # is written back unchanged.
+                **({"flux_uri": self.flux_uri} if self.flux_uri is not None else {}),
                 "reconnect_attempts": self.reconnect_attempts,
                 "cancel_on_kill": self.cancel_on_kill,
                 "cancel_reason": self.cancel_reason,

@@ -41,7 +41,7 @@ def test_defers_to_the_trigger_with_what_is_left_of_the_timeout() -> None:
     assert isinstance(trigger, FluxJobEventTrigger)
     assert trigger.serialize()[1] == {
         "jobid": 1, "event": "start", "eventlog": "guest.exec.eventlog",
-        "flux_conn_id": "flux_default", "flux_uri": None, "match_context": {"status": 0},
+        "flux_conn_id": "flux_default", "match_context": {"status": 0},
         "raise_on_exception": True, "waitcreate": False, "reconnect_attempts": 5,
         "include_events": [], "cancel_on_kill": False, "cancel_reason": None, "deadline": None,
         "count": 2, "end_from_trigger": True, "xcom_push": True, "stream_output": False,
