@@ -35,11 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         broker = SimulatedBroker(args.socket, speed=args.speed)
         broker.listen()
-        # Stopped (SIGTERM), the broker kills the tasks of the jobs it runs for real.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # Stopped (SIGTERM), the broker ends its step and kills the tasks of the jobs
+        # it runs for real. (An exception raised by the handler could land inside a
+        # step, such as a wait on a task, and leave the process hanging there.)
+        stop_read, stop_write = os.pipe()
+        os.set_blocking(stop_write, False)
+        signal.set_wakeup_fd(stop_write)
+        signal.signal(signal.SIGTERM, lambda *_: None)
         try:
             with contextlib.suppress(KeyboardInterrupt):
-                broker.serve_forever()
+                broker.serve_forever(stop_read)
         finally:
             broker.stop_tasks()
         return 0

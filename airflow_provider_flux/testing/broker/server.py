@@ -91,11 +91,16 @@ class SimulatedBroker:
         self._selector.register(listener, selectors.EVENT_READ)
         self._listener = listener
 
-    def serve_forever(self) -> None:
-        """Serve until the process is stopped."""
+    def serve_forever(self, stop_fd: int | None = None) -> None:
+        """Serve until the process is stopped, or until ``stop_fd`` (a pipe a signal
+        handler writes to: ``signal.set_wakeup_fd``) becomes readable; then return
+        between two steps, never in the middle of one."""
         if self._listener is None:
             self.listen()
-        while True:
+        stopped: list[bool] = []
+        if stop_fd is not None:
+            self.watch_pipe(stop_fd, lambda: stopped.append(True))
+        while not stopped:
             self._run_once()
 
     def stop_tasks(self) -> None:
