@@ -262,12 +262,19 @@ class AirflowDeployment(Service):
             raise
         return self
 
-    def start_component(self, component: str, env: Mapping[str, str] | None = None) -> None:
+    def start_component(
+        self, component: str, env: Mapping[str, str] | None = None, name: str | None = None
+    ) -> None:
         """Start one component (after :meth:`kill`, to restart it), with ``env`` added
-        to its environment."""
-        log = open(self.home / f"{component}.log", "ab")  # noqa: SIM115  # the child owns it
+        to its environment. ``name`` starts another of it, known by that name to
+        :meth:`kill` and :meth:`component_log` (a second triggerer: it gets a log
+        server port of its own)."""
+        name = name or component
+        if name != component and component == "triggerer":
+            env = {"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()), **(env or {})}
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115  # the child owns it
         with log:
-            self.processes[component] = subprocess.Popen(
+            self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "airflow", *component.split()],
                 env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -5,6 +5,7 @@ API as a user sees it: task states, XComs, task logs, worker starts."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def exceptions_of(conn_id: str, jobid: int) -> list[dict[str, object]]:
     """The contexts of the job's exception events."""
     events, _ = FluxHook(conn_id).read_eventlog(jobid)
     return [event.context for event in events if event.name == "exception"]
+
+
+def triggerers_of(
+    airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+) -> set[str]:
+    """The triggerer jobs that ran the first try's trigger (each writes a log of its
+    own: ``attempt=1.log.trigger.<triggerer job ID>.log``)."""
+    task = Path(airflow.home, "logs", f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}")
+    if map_index >= 0:
+        task = task / f"map_index={map_index}"
+    return {path.name.split(".")[-2] for path in task.glob("attempt=1.log.trigger.*.log")}
 
 
 def defer_mapped_sensors(airflow: AirflowDeployment, dag_id: str, jobids: list[int]) -> str:
@@ -165,6 +177,46 @@ def test_a_triggerer_killed_and_restarted_loses_no_event(
     assert airflow.wait_for_run(dag_id, run_id) == "success"
     for index, jobid in enumerate(jobids):
         assert airflow.xcom(dag_id, run_id, "wait", map_index=index)["jobid"] == jobid
+
+
+def test_a_second_triggerer_takes_over_a_killed_ones_waits_and_cancels_nothing(
+    deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
+) -> None:
+    airflow, dag_id, conn_id = deployment.airflow, f"failover_{kind}", f"flux_{kind}"
+    flag = tmp_path / "flag"  # the real submitted jobs run until it exists
+    jobids = flux.pending_jobs(4)
+    run_id = airflow.trigger(dag_id, {"jobids": jobids, "flag": str(flag)})
+    waits = [("wait", index) for index in range(len(jobids))] + [("run_0", -1), ("run_1", -1)]
+    airflow.wait_for_deferred(dag_id, run_id, set(waits))
+    for task_id, map_index in waits:  # every wait runs in the one triggerer
+        wait_for_trigger(airflow, dag_id, run_id, task_id, map_index=map_index)
+    submitted = [
+        int(airflow.xcom(dag_id, run_id, task, key="jobid")) for task in ("run_0", "run_1")
+    ]
+    airflow.start_component("triggerer", name="triggerer-2")
+    try:
+        # Killed: its triggers move once its heartbeat is older than the health-check
+        # threshold. Every job ends meanwhile, while no triggerer watches it.
+        airflow.kill("triggerer")
+        for jobid in jobids:
+            flux.release(jobid)
+        if kind == "sim":
+            for jobid in submitted:
+                deployment.sim.release(jobid)
+        flag.touch()
+        assert airflow.wait_for_run(dag_id, run_id) == "success"
+    finally:
+        airflow.kill("triggerer-2", signal.SIGTERM)
+        airflow.start_component("triggerer")
+    tries = {(ti["task_id"], ti["map_index"]): ti["try_number"]
+             for ti in airflow.task_instances(dag_id, run_id)}  # fmt: skip
+    assert {key: tries[key] for key in waits} == dict.fromkeys(waits, 1)
+    # The move cancelled no job: each submitted job ran to its end, exit 0.
+    for jobid in submitted:
+        assert exceptions_of(conn_id, jobid) == []
+    # Each wait's trigger ran in two triggerers: the killed one, then its successor.
+    for task_id, map_index in waits:
+        assert len(triggerers_of(airflow, dag_id, run_id, task_id, map_index)) == 2
 
 
 def test_clearing_or_failing_a_deferred_submit_task_cancels_its_job(

@@ -103,11 +103,11 @@ def wait_for_delivery(airflow: AirflowDeployment, kind: str, jobids: list[int]) 
     )  # fmt: skip
 
 
-def stop_triggerer(airflow: AirflowDeployment) -> None:
+def stop_triggerer(airflow: AirflowDeployment, sig: int = signal.SIGTERM) -> None:
     """Stop the triggerer once its watchers saved how far they got (an event handed
     over less than CHECKPOINT_DELAY ago would be delivered again, by design)."""
     time.sleep(CHECKPOINT_DELAY + 2 * CHECKPOINT_INTERVAL)
-    airflow.kill("triggerer", signal.SIGTERM)
+    airflow.kill("triggerer", sig)
 
 
 def assert_each_once(
@@ -166,6 +166,25 @@ def test_jobs_that_finish_while_the_triggerer_is_down_reach_the_dag_after_it_res
     finally:
         airflow.start_component("triggerer")
     wait_for_delivery(airflow, kind, wanted)
+    assert_each_once(airflow, kind, before + wanted, unwanted_before + unwanted)
+
+
+@pytest.mark.usefixtures("watcher_running")
+def test_a_second_triggerer_takes_over_the_watcher_of_a_killed_one(
+    deployment: Deployment, kind: str
+) -> None:
+    airflow = deployment.airflow
+    before, unwanted_before = submit_mix(kind, matching=2, failing=1, other=1)
+    wait_for_delivery(airflow, kind, before)
+    airflow.start_component("triggerer", name="triggerer-2")
+    stop_triggerer(airflow, signal.SIGKILL)  # a crash: its watcher moves after the threshold
+    try:
+        wanted, unwanted = submit_mix(kind, matching=3, failing=2, other=2)
+        wait_until_inactive(kind, wanted + unwanted)
+        wait_for_delivery(airflow, kind, wanted)
+    finally:
+        airflow.kill("triggerer-2", signal.SIGTERM)
+        airflow.start_component("triggerer")
     assert_each_once(airflow, kind, before + wanted, unwanted_before + unwanted)
 
 

@@ -102,6 +102,25 @@ for kind in ("sim", "real"):
             task_id="mapped", event="clean", flux_conn_id=conn_id, start_from_trigger=True
         ).expand(jobid=mapped_jobids())
 
+    # Waits for a second triggerer to take over: sensors mapped over the run's held
+    # jobs, and submit tasks (cancel_on_kill, the default) whose jobs run until released.
+    with DAG(f"failover_{kind}", schedule=None, start_date=START, catchup=False):
+
+        @task
+        def held(**context: object) -> list[int]:
+            return list(context["dag_run"].conf["jobids"])  # type: ignore[attr-defined]
+
+        FluxJobEventSensor.partial(
+            task_id="wait", event="clean", flux_conn_id=conn_id, retries=2,
+            retry_delay=timedelta(seconds=2),
+        ).expand(jobid=held())  # fmt: skip
+        for index in range(2):
+            FluxSubmitJobOperator(
+                task_id=f"run_{index}", command=UNTIL_FLAG, environment=PATH,
+                attributes=HELD_UNTIL_RELEASED, flux_conn_id=conn_id, retries=2,
+                retry_delay=timedelta(seconds=2),
+            )  # fmt: skip
+
     # A job that runs until cancelled: the simulated one holds before `finish`.
     with DAG(f"long_job_{kind}", schedule=None, start_date=START, catchup=False):
         FluxSubmitJobOperator(
