@@ -50,7 +50,7 @@ class _FluxDecoratedOperator(DecoratedOperator, FluxSubmitJobOperator):
     custom_operator_name = "@task.flux"
     template_fields: Sequence[str] = (
         *DecoratedOperator.template_fields, "python", "environment", "cwd", "job_name",
-        "dependencies", "attributes", "flux_queue", "duration",
+        "dependencies", "attributes", "flux_queue", "duration", "flux_uri",
     )  # fmt: skip
     template_fields_renderers: ClassVar[dict[str, str]] = dict(
         DecoratedOperator.template_fields_renderers

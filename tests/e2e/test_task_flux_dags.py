@@ -69,6 +69,15 @@ def test_an_exception_fails_the_task_with_its_traceback_and_is_retried(
     assert "broken() raised ZeroDivisionError: division by zero (task 0 of Flux job" in printed
 
 
+def test_a_call_runs_on_the_instance_its_flux_uri_names(
+    flux_instance: FluxTestInstance, airflow_db: str
+) -> None:
+    result = run_dag(DAGS, "flux_task_by_uri", run_conf={"uri": flux_instance.uri})
+    assert result.task_states == {"where": "success"}
+    # Flux gives each task its instance's URI: the function ran in the one named.
+    assert result.xcoms["where"] == flux_instance.uri
+
+
 def test_two_tasks_return_task_0s_value(
     instance: FluxTestInstance, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -59,6 +59,17 @@ with DAG("flux_task_raises", schedule=None, start_date=START, catchup=False):
 
     broken(0)
 
+# The instance named per task; the connection it names instead does not exist.
+with DAG("flux_task_by_uri", schedule=None, start_date=START, catchup=False):
+
+    @task.flux(flux_conn_id="flux_nowhere", flux_uri="{{ dag_run.conf['uri'] }}")
+    def where() -> str:
+        import os
+
+        return os.environ.get("FLUX_URI", "")
+
+    where()
+
 with DAG("flux_task_two_tasks", schedule=None, start_date=START, catchup=False):
 
     @task.flux(num_tasks=2)
