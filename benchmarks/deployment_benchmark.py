@@ -23,14 +23,27 @@ gate releases them all at once. Measured, per run:
 - **loop stall**: the longest "Triggerer's async thread was blocked" the triggerer
   logged from the release to the end of the run (it logs stalls over 0.2 s).
 
-Run: ``scripts/benchmark-deployment`` (options: ``--sizes``, ``--modes``,
-``--designs``). Results: ``benchmarks/deployment_results.json``, and a table to
-paste into ``docs/benchmarks.md``.
+Two more studies (``--study``):
+
+- ``memory``: the triggerer's memory per task as a slope. Each size runs on a fresh
+  triggerer (restarted before the run), whose memory is read once every trigger
+  runs; the slope between two sizes leaves out what a triggerer loads once
+  (imports, the Flux bindings, the connection), which the default study's
+  difference on a warm triggerer counts against the tasks of the first run.
+- ``triggerers``: N sensors with one triggerer, then with two (a second started
+  beside the first): the lag, and each triggerer's load (the triggers it ran, from
+  their log files, and its CPU seconds over the run).
+
+Run: ``scripts/benchmark-deployment`` (options: ``--study``, ``--sizes``,
+``--modes``, ``--designs``). Results: ``benchmarks/deployment_results.json`` (the
+other studies: ``deployment_<study>_results.json``), and a table to paste into
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import re
 import shutil
@@ -40,7 +53,7 @@ import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -82,6 +95,9 @@ class Result:
     longest_stall_s: float
     stalls: int
     note: str = ""
+    triggerer_rss_mb: float = 0.0
+    triggers_per_triggerer: list[int] = field(default_factory=list)
+    cpu_s_per_triggerer: list[float] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,9 +141,55 @@ class Jobs:
         self.flux.run("job", "urgency", gate, "default")
 
 
+def triggerers(airflow: AirflowDeployment) -> list[str]:
+    """The names of the triggerers running (``triggerer``, ``triggerer-2``)."""
+    return sorted(name for name in airflow.processes if name.startswith("triggerer"))
+
+
+def processes_of(airflow: AirflowDeployment, name: str) -> list[psutil.Process]:
+    process = psutil.Process(airflow.processes[name].pid)
+    return [process, *process.children(recursive=True)]
+
+
 def triggerer_rss(airflow: AirflowDeployment) -> int:
-    process = psutil.Process(airflow.processes["triggerer"].pid)
-    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    """The memory of every triggerer running, with its children."""
+    return sum(
+        p.memory_info().rss for name in triggerers(airflow) for p in processes_of(airflow, name)
+    )
+
+
+def triggerer_cpu(airflow: AirflowDeployment) -> list[float]:
+    """Each triggerer's CPU seconds so far, with its children."""
+    cpu = []
+    for name in triggerers(airflow):
+        times = [p.cpu_times() for p in processes_of(airflow, name)]
+        cpu.append(sum(t.user + t.system for t in times))
+    return cpu
+
+
+def triggers_per_triggerer(airflow: AirflowDeployment, dag_id: str, run_id: str) -> list[int]:
+    """How many of the run's triggers each triggerer ran, most first: each writes its
+    part of a task's log to ``attempt=1.log.trigger.<triggerer job ID>.log``."""
+    run = Path(airflow.home, "logs", f"dag_id={dag_id}", f"run_id={run_id}")
+    ran = collections.Counter(
+        path.name.split(".")[-2] for path in run.glob("task_id=*/attempt=1.log.trigger.*.log")
+    )
+    return sorted(ran.values(), reverse=True)
+
+
+def fresh_triggerers(airflow: AirflowDeployment, count: int) -> None:
+    """Stop every triggerer, start ``count`` new ones, and wait until each runs its
+    trigger loop (its trigger runner process is up)."""
+    for name in triggerers(airflow):
+        airflow.kill(name, signal.SIGTERM)
+    for index in range(count):
+        name = "triggerer" if index == 0 else f"triggerer-{index + 1}"
+        airflow.start_component("triggerer", name=name)
+    for name in triggerers(airflow):
+        wait_until(
+            lambda name=name: len(processes_of(airflow, name)) > 1 or None, 120,
+            f"{name} to run its trigger loop", 0.5,
+        )  # fmt: skip
 
 
 def measure(
@@ -142,7 +204,7 @@ def measure(
     dag_id = f"bench_{design}_{tasks}_{mode}"
     airflow.wait_for_dag(dag_id, timeout=600)
     rss_before = triggerer_rss(airflow)
-    log_offset = len(airflow.component_log("triggerer"))
+    log_offsets = {name: len(airflow.component_log(name)) for name in triggerers(airflow)}
     note = ""
     if design == "flux":
         gate, jobids = jobs.submit(tasks)
@@ -161,13 +223,16 @@ def measure(
         wait_until(lambda: jobs.watchers() >= tasks or None, 600, "every watch open", 0.5)
     else:  # every trigger runs by then
         time.sleep(max(0.0, release_at.timestamp() - time.time() - 2))
-    rss_per_task = (triggerer_rss(airflow) - rss_before) / tasks / 1024
+    rss_after = triggerer_rss(airflow)
+    rss_per_task = (rss_after - rss_before) / tasks / 1024
+    cpu_before = triggerer_cpu(airflow)
     profiler = start_profiler(airflow, profile, dag_id) if profile else None
     if design == "flux":
         jobs.release(gate, jobids)
     elif datetime.now(timezone.utc) > release_at:
         note = "not all deferred before the moment"
     state = airflow.wait_for_run(dag_id, run_id, timeout=1800)
+    cpu = [after - before for before, after in zip(cpu_before, triggerer_cpu(airflow), strict=True)]
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(timeout=60)
@@ -186,7 +251,11 @@ def measure(
         events = dict.fromkeys(ends, release_at.timestamp())
     lags = [ends[task_id] - events[task_id] for task_id in events]
     starts = sum(worker_starts(airflow.task_log(dag_id, run_id, task_id)) for task_id in ends)
-    stalls = [float(s) for s in STALL.findall(airflow.component_log("triggerer")[log_offset:])]
+    stalls = [
+        float(s)
+        for name, offset in log_offsets.items()
+        for s in STALL.findall(airflow.component_log(name)[offset:])
+    ]
     return Result(
         design=design, mode=mode, tasks=tasks, worker_starts=starts,
         to_all_deferred_s=round(to_deferred, 1),
@@ -194,6 +263,9 @@ def measure(
         lag_p50_s=round(statistics.median(lags), 2),
         lag_p95_s=round(percentile(lags, 0.95), 2), lag_max_s=round(max(lags), 2),
         longest_stall_s=round(max(stalls, default=0.0), 2), stalls=len(stalls), note=note,
+        triggerer_rss_mb=round(rss_after / 2**20, 1),
+        triggers_per_triggerer=triggers_per_triggerer(airflow, dag_id, run_id),
+        cpu_s_per_triggerer=[round(seconds, 1) for seconds in cpu],
     )  # fmt: skip
 
 
@@ -261,8 +333,92 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def memory_table(results: list[Result]) -> str:
+    """Each design's memory per task, as the slope between its two sizes (each on a
+    fresh triggerer), and what the line puts at zero tasks (loaded once)."""
+    lines = [
+        "| sensor | N | triggerer RSS | per task (slope) | at zero tasks |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
+    for design in dict.fromkeys(r.design for r in results):
+        runs = sorted((r for r in results if r.design == design), key=lambda r: r.tasks)
+        small, large = runs[0], runs[-1]
+        slope_mb = (large.triggerer_rss_mb - small.triggerer_rss_mb) / (large.tasks - small.tasks)
+        base = small.triggerer_rss_mb - slope_mb * small.tasks
+        for r in runs:
+            lines.append(f"| {names[design]} | {r.tasks} | {r.triggerer_rss_mb} MB | "
+                         f"{slope_mb * 1024:.1f} KB | {base:.1f} MB |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def triggerers_table(results: list[Result]) -> str:
+    lines = [
+        "| sensor | triggerers | N | lag p50 / p95 / max | triggers per triggerer "
+        "| CPU s per triggerer | longest loop stall (count) |",
+        "|---|---:|---:|---|---|---|---|",
+    ]
+    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
+    for r in results:
+        lines.append(
+            f"| {names[r.design]} | {len(r.cpu_s_per_triggerer)} | {r.tasks} "
+            f"| {r.lag_p50_s} / {r.lag_p95_s} / {r.lag_max_s} s "
+            f"| {' + '.join(map(str, r.triggers_per_triggerer))} "
+            f"| {' + '.join(map(str, r.cpu_s_per_triggerer))} "
+            f"| {r.longest_stall_s} s ({r.stalls}) |"
+        )
+    return "\n".join(lines)
+
+
+def run_study(
+    study: str, airflow: AirflowDeployment, jobs: Jobs, args: argparse.Namespace
+) -> tuple[list[Result], str]:
+    """The study's results, and their table."""
+    sizes = [int(size) for size in args.sizes.split(",")]
+    designs = args.designs.split(",")
+    results: list[Result] = []
+
+    def run(design: str, mode: str, tasks: int, lead: float) -> Result:
+        result = measure(airflow, jobs, design, mode, tasks, lead, args.profile)
+        print(json.dumps(asdict(result)), flush=True)
+        return result
+
+    if study == "memory":
+        for tasks in sizes:
+            lead = 30.0
+            for design in designs:
+                fresh_triggerers(airflow, 1)
+                result = run(design, "end", tasks, lead)
+                lead = result.to_all_deferred_s * 1.5 + 20
+                results.append(result)
+        return results, memory_table(results)
+    if study == "triggerers":
+        for count in (1, 2):
+            fresh_triggerers(airflow, count)
+            for design in designs:  # imports and connections, not measured
+                measure(airflow, jobs, design, "end", WARM_UP, 5.0)
+            lead = 30.0
+            for design in designs:
+                result = run(design, "end", sizes[-1], lead)
+                lead = result.to_all_deferred_s * 1.5 + 20
+                results.append(result)
+        return results, triggerers_table(results)
+    for design in designs:  # imports and connections, not measured
+        measure(airflow, jobs, design, "trigger", WARM_UP, 5.0)
+    for tasks in sizes:
+        for mode in args.modes.split(","):
+            lead = 30.0
+            for design in designs:
+                result = run(design, mode, tasks, lead)
+                # The floor's moment comes after its tasks have deferred.
+                lead = result.to_all_deferred_s * 1.5 + 20
+                results.append(result)
+    return results, table(results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", choices=("designs", "memory", "triggerers"), default="designs")
     parser.add_argument("--sizes", default="100,300")
     parser.add_argument("--modes", default="worker,end,trigger")
     parser.add_argument("--designs", default="flux,datetime")
@@ -273,7 +429,6 @@ def main() -> None:
         print(summarize(args.summarize))
         return
     sizes = [int(size) for size in args.sizes.split(",")]
-    results: list[Result] = []
     with ExitStack() as stack:
         if shutil.which("flux"):
             flux: LocalFluxInstance | None = stack.enter_context(LocalFluxInstance())
@@ -294,23 +449,18 @@ def main() -> None:
         )  # fmt: skip
         jobs = Jobs(flux, sim)
         print(f"# {machine()}; {instance}; Airflow {airflow.airflow('version').strip()}")
-        for design in args.designs.split(","):  # imports and connections, not measured
-            measure(airflow, jobs, design, "trigger", WARM_UP, 5.0)
-        for tasks in sizes:
-            for mode in args.modes.split(","):
-                lead = 30.0
-                for design in args.designs.split(","):
-                    result = measure(airflow, jobs, design, mode, tasks, lead, args.profile)
-                    # The floor's moment comes after its tasks have deferred.
-                    lead = result.to_all_deferred_s * 1.5 + 20
-                    results.append(result)
-                    print(json.dumps(asdict(result)), flush=True)
+        results, summary = run_study(args.study, airflow, jobs, args)
     payload = {
-        "machine": machine(), "instance": instance,
+        "machine": machine(), "instance": instance, "study": args.study,
         "results": [asdict(r) for r in results],
     }  # fmt: skip
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
-    print(table(results))
+    path = (
+        RESULTS
+        if args.study == "designs"
+        else RESULTS.with_name(f"deployment_{args.study}_results.json")
+    )
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -389,10 +389,12 @@ async def off_executor(action: Callable[[], T]) -> T:
 
 
 def start_instance(stack: ExitStack, kind: str) -> str:
-    """Start a ``simulated`` or ``real`` instance for the benchmark's runs; its URI."""
+    """Start a ``simulated``, ``real`` (one broker) or ``real-4`` (four brokers, as on
+    four nodes) instance for the benchmark's runs; its URI."""
     if kind == "simulated":
         return stack.enter_context(SimulatedFlux(speed=50)).uri
-    return stack.enter_context(LocalFluxInstance()).uri
+    size = 4 if kind == "real-4" else 1
+    return stack.enter_context(LocalFluxInstance(size=size)).uri
 
 
 def machine() -> str:
