@@ -184,19 +184,30 @@ class FluxWaitTrigger(BaseTrigger):
             return f"cannot read Flux connection {self.flux_conn_id!r}: {err}"
         return f"flux_uri: {err}"
 
-    async def _watch_until(
+    def _watch_until(
         self,
         watch: Callable[[], Awaitable[dict[str, Any]]],
         running: Callable[[], list[int]],
         uri: str | None,
-    ) -> dict[str, Any] | list[int]:
+    ) -> Awaitable[dict[str, Any] | list[int]]:
         """The payload ``watch()`` comes to or, when the deadline comes first, the jobs
         it cancelled: those still ``running()``; ``watch()`` is then given
-        ``CANCEL_GRACE_SECONDS`` more to see them end (their output is complete then)."""
+        ``CANCEL_GRACE_SECONDS`` more to see them end (their output is complete then).
+        With no deadline, ``watch()`` itself: no coroutine of this method's stays
+        alive in each waiting trigger."""
         if self.deadline is None:
-            return await watch()
+            return watch()
+        return self._watch_past_deadline(self.deadline, watch, running, uri)
+
+    async def _watch_past_deadline(
+        self,
+        deadline: float,
+        watch: Callable[[], Awaitable[dict[str, Any]]],
+        running: Callable[[], list[int]],
+        uri: str | None,
+    ) -> dict[str, Any] | list[int]:
         try:
-            return await asyncio.wait_for(watch(), self.deadline - time.time())
+            return await asyncio.wait_for(watch(), deadline - time.time())
         except asyncio.TimeoutError:
             pass
         jobids = running()
