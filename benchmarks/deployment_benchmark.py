@@ -78,6 +78,7 @@ CONN_ID = "flux_bench"
 # A first small run of each design loads what a triggerer loads once (imports, the
 # Flux connection): not measured.
 WARM_UP = 5
+SENSORS = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
 STALL = re.compile(r"async thread was blocked for ([0-9.]+) seconds")
 
 
@@ -322,10 +323,9 @@ def table(results: list[Result]) -> str:
         "| lag p50 / p95 / max | longest loop stall (count) |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]
-    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
     for r in results:
         lines.append(
-            f"| {names[r.design]} | {r.mode} | {r.tasks} | {r.worker_starts} "
+            f"| {SENSORS[r.design]} | {r.mode} | {r.tasks} | {r.worker_starts} "
             f"| {r.to_all_deferred_s} s | {r.triggerer_rss_kb_per_task} KB "
             f"| {r.lag_p50_s} / {r.lag_p95_s} / {r.lag_max_s} s "
             f"| {r.longest_stall_s} s ({r.stalls}) |" + (f" {r.note}" if r.note else "")
@@ -340,14 +340,13 @@ def memory_table(results: list[Result]) -> str:
         "| sensor | N | triggerer RSS | per task (slope) | at zero tasks |",
         "|---|---:|---:|---:|---:|",
     ]
-    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
     for design in dict.fromkeys(r.design for r in results):
         runs = sorted((r for r in results if r.design == design), key=lambda r: r.tasks)
         small, large = runs[0], runs[-1]
         slope_mb = (large.triggerer_rss_mb - small.triggerer_rss_mb) / (large.tasks - small.tasks)
         base = small.triggerer_rss_mb - slope_mb * small.tasks
         for r in runs:
-            lines.append(f"| {names[design]} | {r.tasks} | {r.triggerer_rss_mb} MB | "
+            lines.append(f"| {SENSORS[design]} | {r.tasks} | {r.triggerer_rss_mb} MB | "
                          f"{slope_mb * 1024:.1f} KB | {base:.1f} MB |")  # fmt: skip
     return "\n".join(lines)
 
@@ -358,10 +357,9 @@ def triggerers_table(results: list[Result]) -> str:
         "| CPU s per triggerer | longest loop stall (count) |",
         "|---|---:|---:|---|---|---|---|",
     ]
-    names = {"flux": "FluxJobEventSensor", "datetime": "DateTimeSensorAsync (floor)"}
     for r in results:
         lines.append(
-            f"| {names[r.design]} | {len(r.cpu_s_per_triggerer)} | {r.tasks} "
+            f"| {SENSORS[r.design]} | {len(r.cpu_s_per_triggerer)} | {r.tasks} "
             f"| {r.lag_p50_s} / {r.lag_p95_s} / {r.lag_max_s} s "
             f"| {' + '.join(map(str, r.triggers_per_triggerer))} "
             f"| {' + '.join(map(str, r.cpu_s_per_triggerer))} "

@@ -3,7 +3,7 @@ instance, and work inside a batch job's nested instance named by ``jobid:``."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, task
@@ -45,6 +45,7 @@ def nested_dag(dag_id: str, **wait: Any) -> None:
     """A batch job whose nested instance runs a job that a sensor watches, both named
     by ``jobid:{{ the batch job }}?local`` from its XCom; then the batch job ends."""
     with DAG(dag_id, schedule=None, start_date=START, catchup=False):
+        # [START howto_nested_instance]
         batch = FluxSubmitJobOperator(
             task_id="batch",
             script="#!/bin/sh\nsleep 300\n",
@@ -67,8 +68,6 @@ def nested_dag(dag_id: str, **wait: Any) -> None:
             jobid=inner.output,
             event="finish",
             flux_uri=nested,
-            retries=0,
-            retry_delay=timedelta(seconds=1),
             **wait,
         )
 
@@ -77,6 +76,7 @@ def nested_dag(dag_id: str, **wait: Any) -> None:
             FluxHook().cancel(jobid, "the DAG is done with it")
 
         started >> inner >> watched >> end_batch(batch.output)
+        # [END howto_nested_instance]
 
 
 nested_dag("flux_nested")
