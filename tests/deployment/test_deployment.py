@@ -70,6 +70,15 @@ def exceptions_of(conn_id: str, jobid: int) -> list[dict[str, object]]:
     return [event.context for event in events if event.name == "exception"]
 
 
+def logged_after_its_trigger_ended(airflow: AirflowDeployment, line: str) -> bool:
+    """Whether a trigger's last line went to the triggerer's own log. Airflow 3.3.2's
+    triggerer closes a trigger's task log when the trigger runner reports it finished
+    (``TriggerRunnerSupervisor._handle_request``), and log lines come on another
+    socket: a line that the busy supervisor reads after that report goes to its own
+    log instead (seen once in CI, with 20 triggers ending at once)."""
+    return line in airflow.component_log("triggerer")
+
+
 def triggerers_of(
     airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1
 ) -> set[str]:
@@ -111,7 +120,7 @@ def test_mapped_sensors_end_in_the_triggerer(
         )
         happened = f"job {format_jobid(jobid)}: event='clean' happened"
         log = task_log_showing(airflow, dag_id, run_id, "wait", happened, map_index=index)
-        assert happened in log
+        assert happened in log or logged_after_its_trigger_ended(airflow, happened)
         assert worker_starts(log) == 1, log  # to defer; it ended in the triggerer
 
 
