@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -53,6 +54,13 @@ def airflow_db() -> Iterator[str]:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
 
+def skip_without_flux() -> NoReturn:
+    """Skip the test for lack of Flux, or fail it when CI built Flux for the run."""
+    if os.environ.get(REQUIRE_FLUX_VARIABLE):
+        pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
+    pytest.skip(NO_FLUX_REASON)
+
+
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimulatedFlux]:
     """A simulated instance shared by the session (jobs replay 20x faster than recorded)."""
@@ -63,9 +71,7 @@ def sim() -> Iterator[SimulatedFlux]:
 @pytest.fixture(scope="session")
 def real_flux() -> Iterator[RealInstance]:
     if FLUX is None:
-        if os.environ.get(REQUIRE_FLUX_VARIABLE):
-            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
-        pytest.skip(NO_FLUX_REASON)
+        skip_without_flux()
     instance = RealInstance()
     yield instance
     instance.stop()

@@ -21,8 +21,8 @@ from airflow_provider_flux.testing.deployment import (
     PostgresServer,
     find_postgres_bin,
 )
-from tests.conftest import REQUIRE_FLUX_VARIABLE
-from tests.flux_instances import FLUX, NO_FLUX_REASON, FluxTestInstance, RealInstance, SimInstance
+from tests.conftest import skip_without_flux
+from tests.flux_instances import FLUX, FluxTestInstance, RealInstance, SimInstance
 
 DAGS = Path(__file__).parent / "dags"
 # Set by .ci/run: then a machine without PostgreSQL fails these tests instead of skipping.
@@ -69,9 +69,7 @@ def deployment() -> Iterator[Deployment]:
 def kind(request: pytest.FixtureRequest, deployment: Deployment) -> str:
     """Each test runs against the simulated instance and the real one."""
     if request.param == "real" and deployment.real is None:
-        if os.environ.get(REQUIRE_FLUX_VARIABLE):
-            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
-        pytest.skip(NO_FLUX_REASON)
+        skip_without_flux()
     return str(request.param)
 
 

@@ -4,12 +4,9 @@ API as a user sees it: task states, XComs, task logs, worker starts."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
-
-import pytest
 
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.jobid import format_jobid
@@ -18,9 +15,9 @@ from airflow_provider_flux.testing.deployment import (
     wait_until,
     worker_starts,
 )
-from tests.conftest import REQUIRE_FLUX_VARIABLE
+from tests.conftest import skip_without_flux
 from tests.deployment.conftest import Deployment
-from tests.flux_instances import NO_FLUX_REASON, FluxTestInstance
+from tests.flux_instances import FluxTestInstance
 
 
 def wait_for_trigger(
@@ -331,9 +328,7 @@ def test_waits_resume_after_the_flux_instance_restarts(deployment: Deployment) -
     simulator keeps no state across a restart."""
     real = deployment.real
     if real is None:
-        if os.environ.get(REQUIRE_FLUX_VARIABLE):
-            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
-        pytest.skip(NO_FLUX_REASON)
+        skip_without_flux()
     airflow, dag_id = deployment.airflow, "mapped_sensors_real"
     pending, running = real.pending_job(), real.running_job()
     run_id = defer_mapped_sensors(airflow, dag_id, [pending, running])

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_flux.testing import LocalFluxInstance
-from tests.conftest import REQUIRE_FLUX_VARIABLE
-from tests.flux_instances import FLUX, NO_FLUX_REASON
+from tests.conftest import skip_without_flux
+from tests.flux_instances import FLUX
 
 
 def real_instance(size: int = 1, statedir: str | None = None) -> LocalFluxInstance:
     """A real instance of ``size`` brokers to start (keeping its jobs across a restart
     in ``statedir``), or the test skips (fails in CI)."""
     if FLUX is None:
-        if os.environ.get(REQUIRE_FLUX_VARIABLE):
-            pytest.fail(f"{REQUIRE_FLUX_VARIABLE} is set, but {NO_FLUX_REASON}")
-        pytest.skip(NO_FLUX_REASON)
+        skip_without_flux()
     return LocalFluxInstance(size=size, statedir=statedir)
 
 
