@@ -12,8 +12,8 @@ A connection may also name an instance the way ``flux uri`` takes it: ``jobid:``
 ``slurm:`` and ``lsf:``. flux-core's resolver (``flux.uri``) turns those into an
 address when a handle is opened (:meth:`FluxBindings.resolve
 <airflow_provider_flux.flux_bindings.FluxBindings.resolve>`). Its plugins pass the
-argument to ``scontrol``, ``squeue``, ``srun`` and ``bjobs`` and read ``/proc``, so
-it is held to what such IDs are; the address it resolves to is checked as a
+argument to ``scontrol``, ``squeue``, ``srun`` and IBM CSM's allocation query and
+read ``/proc``, so it is held to what such IDs are; the address it resolves to is checked as a
 connection's own would be, since a job's ``uri`` memo is the job's to write.
 """
 
