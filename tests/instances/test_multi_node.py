@@ -16,6 +16,7 @@ from airflow_provider_flux.testing import LocalFluxInstance
 from airflow_provider_flux.testing.dag_test import run_dag, use_flux_connection
 from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
 from tests.instances.conftest import real_instance
+from tests.polling import first_event
 
 DAGS = Path(__file__).parent / "dags" / "instance_dags.py"
 
@@ -81,9 +82,3 @@ async def test_a_lost_broker_fails_its_jobs_with_flux_note_and_leaves_other_wait
         flag.touch()
         survived = await asyncio.wait_for(waits[spared], 60)
         assert survived["status"] == "success"
-
-
-async def first_event(trigger: FluxJobEventTrigger) -> dict[str, object]:
-    async for event in trigger.run():
-        return dict(event.payload)
-    raise AssertionError("the trigger ended without an event")

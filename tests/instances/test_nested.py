@@ -17,7 +17,7 @@ from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.testing import LocalFluxInstance
 from airflow_provider_flux.testing.dag_test import run_dag, use_flux_connection
 from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
-from tests.instances.test_multi_node import first_event
+from tests.polling import first_event
 
 DAGS = Path(__file__).parent / "dags" / "instance_dags.py"
 

@@ -25,9 +25,8 @@ from airflow_provider_flux.triggers.task_instance import UNKNOWN_STATE
 from airflow_provider_flux.version_compat import (
     TRIGGER_ON_KILL_SUPPORTED,
     TaskSuccessEvent,
-    TriggerEvent,
 )
-from tests.polling import broker_watchers
+from tests.polling import broker_watchers, first_event
 from tests.semantics_table import CASES, Row, case_id
 
 CLASSPATH = "airflow_provider_flux.triggers.flux.FluxJobEventTrigger"
@@ -37,14 +36,6 @@ CLASSPATH = "airflow_provider_flux.triggers.flux.FluxJobEventTrigger"
 def flux_default(sim: SimulatedFlux) -> SimulatedFlux:
     use_flux_connection(sim.uri)
     return sim
-
-
-async def first_event(trigger: FluxJobEventTrigger) -> dict[str, Any]:
-    events = trigger.run()
-    event = await anext(events)
-    await events.aclose()
-    assert isinstance(event, TriggerEvent)
-    return dict(event.payload)
 
 
 def test_serialize_round_trips() -> None:
