@@ -272,8 +272,7 @@ def measure(
 
 def trigger_runner_pid(airflow: AirflowDeployment) -> int:
     """The triggerer's child process that runs the triggers' event loop."""
-    triggerer = psutil.Process(airflow.processes["triggerer"].pid)
-    children = triggerer.children(recursive=True)
+    children = processes_of(airflow, "triggerer")[1:]
     runners = [p for p in children if "python" in p.name() or "airflow" in " ".join(p.cmdline())]
     return (runners or children)[-1].pid
 

@@ -31,18 +31,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_flux.job.jobid import parse_jobid
 from airflow_provider_flux.testing import LocalFluxInstance
 from airflow_provider_flux.testing.dag_test import configure_airflow_home
+from benchmarks.deployment_benchmark import Jobs
 from benchmarks.watch_benchmark import machine
 
 RESULTS = Path(__file__).parent / "instances_results.json"
-
-
-def held_behind_gate(instance: LocalFluxInstance, count: int) -> tuple[str, list[int]]:
-    gate = instance.run("submit", "--urgency=hold", "true").stdout.strip()
-    out = instance.run("submit", f"--cc=1-{count}", f"--dependency=afterany:{gate}", "true")
-    return gate, [parse_jobid(line) for line in out.stdout.split()]
 
 
 class LongestCallback:
@@ -66,7 +60,8 @@ async def rounds(instances: dict[str, LocalFluxInstance], jobs: int) -> list[dic
             return dict(event.payload), time.time()
         raise RuntimeError("the trigger ended without an event")
 
-    held = {name: held_behind_gate(instance, jobs) for name, instance in instances.items()}
+    gated = {name: Jobs(instance, None) for name, instance in instances.items()}
+    held = {name: gated[name].submit(jobs) for name in instances}
     waits = {
         name: [
             asyncio.create_task(fire(FluxJobEventTrigger(
@@ -82,7 +77,7 @@ async def rounds(instances: dict[str, LocalFluxInstance], jobs: int) -> list[dic
     async def release(label: str, name: str) -> None:
         ticker = LongestCallback()
         ticking = asyncio.create_task(ticker.run())
-        await asyncio.to_thread(instances[name].run, "job", "urgency", held[name][0], "default")
+        await asyncio.to_thread(gated[name].release, *held[name])
         ended = await asyncio.gather(*waits[name])
         ticking.cancel()
         lags = sorted(fired - payload["event"]["timestamp"] for payload, fired in ended)

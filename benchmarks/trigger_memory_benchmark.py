@@ -31,10 +31,10 @@ from typing import Any
 
 import psutil
 
-from airflow_provider_flux.job.jobid import parse_jobid
 from airflow_provider_flux.testing import LocalFluxInstance
 from airflow_provider_flux.testing.dag_test import configure_airflow_home
-from benchmarks.watch_benchmark import machine
+from benchmarks.ensemble_benchmark import held_jobs
+from benchmarks.watch_benchmark import Instance, machine
 
 RESULTS = Path(__file__).parent / "trigger_memory_results.json"
 DESIGNS = ("datetime", "flux")
@@ -82,12 +82,7 @@ def measure(design: str, uri: str, count: int) -> dict[str, Any]:
     if design == "flux":
         from airflow_provider_flux.triggers.flux import FluxJobEventTrigger
 
-        env = {**os.environ, "FLUX_URI": uri}
-        out = subprocess.run(
-            ["flux", "submit", f"--cc=0-{count}", "--urgency=hold", "true"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout.split()  # fmt: skip
-        jobids = [parse_jobid(line) for line in out]
+        jobids = held_jobs(Instance("real", uri), count + 1)
 
         def make(i: int) -> Any:
             return FluxJobEventTrigger(
