@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_flux import __version__
+from airflow_provider_flux.executors.settings import DEFAULT_ENVIRONMENT
 from airflow_provider_flux.flux_uri import CONNECTION_FORM
 from airflow_provider_flux.job.limits import (
     MAX_JOBS,
@@ -56,10 +57,49 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_flux.operators.flux"],
             }
         ],
+        "executors": ["airflow_provider_flux.executors.flux.FluxExecutor"],
         "task-decorators": [
             {"name": "flux", "class-name": "airflow_provider_flux.decorators.flux.flux_task"}
         ],
         "config": {
+            "flux_executor": {
+                "description": "FluxExecutor: which Flux instance runs task instances as "
+                "jobs, and what the jobs get. See docs/guides/executor.md.",
+                "options": {
+                    "flux_conn_id": _option(
+                        "The Flux connection whose instance runs the jobs.",
+                        "string",
+                        "flux_default",
+                    ),
+                    "python": _option(
+                        "The Python on the compute nodes, with apache-airflow at the "
+                        "scheduler's version (default: the scheduler's own).",
+                        "string",
+                        None,
+                    ),
+                    "environment": _option(
+                        "Comma-separated names (* patterns allowed) of the scheduler's "
+                        "environment variables that jobs get. Database, secret, token and "
+                        "connection variables are never passed.",
+                        "string",
+                        ",".join(DEFAULT_ENVIRONMENT),
+                    ),
+                    "parallelism": _option(
+                        "Jobs outstanding at once (0: [core] parallelism).", "integer", "0"
+                    ),
+                    "poll_interval": _option(
+                        "Seconds between job-list polls when the journal cannot be read "
+                        "(not the instance owner).",
+                        "float",
+                        "2.0",
+                    ),
+                    "pending_check_interval": _option(
+                        "Seconds between looks at why pending jobs wait (the scheduler logs it).",
+                        "float",
+                        "10.0",
+                    ),
+                },
+            },
             "flux": {
                 "description": "Limits on what one task may ask of Flux and of the "
                 "triggerer (a DAG run's conf is user input), and what tells this "
@@ -104,7 +144,7 @@ def get_provider_info() -> dict[str, Any]:
                         "default": "",
                     },
                 },
-            }
+            },
         },
         "connection-types": [
             {
@@ -115,3 +155,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
     }
+
+
+def _option(description: str, kind: str, default: str | None) -> dict[str, Any]:
+    return {
+        "description": description, "version_added": "0.5.0", "type": kind,
+        "example": None, "default": default,
+    }  # fmt: skip

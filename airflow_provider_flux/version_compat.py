@@ -55,6 +55,10 @@ TRIGGER_ON_KILL_SUPPORTED = AIRFLOW_V_3_3_PLUS
 # rendered there (3.3 and newer); before, the trigger gets them as written.
 TRIGGER_RENDERS_TEMPLATES = AIRFLOW_V_3_3_PLUS
 
+# The scheduler ignores an executor's late success for a task whose trigger already
+# fired (resumed after deferral, the same try) from 3.2 on; 3.1 fails the task.
+SCHEDULER_IGNORES_SUCCESS_AFTER_DEFER = AIRFLOW_V_3_2_PLUS
+
 if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import conf
     from airflow.sdk.exceptions import (
@@ -98,6 +102,7 @@ else:
 __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_V_3_3_PLUS",
+    "SCHEDULER_IGNORES_SUCCESS_AFTER_DEFER",
     "TRIGGER_ON_KILL_SUPPORTED",
     "TRIGGER_RENDERS_TEMPLATES",
     "AirflowException",

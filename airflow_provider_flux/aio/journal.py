@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,5 +155,29 @@ async def list_jobs(payload: Mapping[str, Any], uri: str | None = None) -> list[
         except OSError as err:
             raise instance_error(err.errno or errno.EPROTO, err.strerror, "list jobs", uri) from err
         return list(response["jobs"])
+    finally:
+        release(connection)
+
+
+async def lookup_jobs(
+    jobids: Sequence[int], keys: Sequence[str], uri: str | None = None
+) -> dict[int, dict[str, Any]]:
+    """``keys`` of each job (``job-info.lookup``: ``jobspec``, ``eventlog``...), every
+    request in flight at once on the shared connection; a job that cannot be read (gone,
+    another user's) is left out."""
+    connection = await acquire(uri)
+    try:
+        lookup = connection.bindings.job.job_info_lookup
+        pending = [
+            (jobid, connection.request(lookup(connection.handle, jobid, keys=list(keys))))
+            for jobid in jobids
+        ]
+        found: dict[int, dict[str, Any]] = {}
+        for jobid, response in pending:
+            try:
+                found[jobid] = dict(await response)
+            except OSError as err:
+                log.debug("cannot read %s of job %d: %s", list(keys), jobid, err)
+        return found
     finally:
         release(connection)

@@ -128,3 +128,18 @@ async def cancel_job(
         await connection.request(future)
     finally:
         release(connection)
+
+
+async def submit_job(jobspec: str, *, uri: str | None = None, urgency: int = 16) -> int:
+    """Submit a jobspec (its JSON text) on the shared connection, as ``flux submit``
+    does; its job ID.
+
+    :raises OSError: Flux refused it.
+    """
+    connection = await acquire(uri)
+    try:
+        future = connection.bindings.job.submit_async(connection.handle, jobspec, urgency=urgency)
+        await connection.request(future)
+        return int(future.get_id())
+    finally:
+        release(connection)

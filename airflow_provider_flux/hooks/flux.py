@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -12,12 +13,15 @@ from airflow_provider_flux.flux_bindings import FluxBindings, effective_uri, loa
 from airflow_provider_flux.flux_uri import CONNECTION_FORM, normalize_flux_uri
 from airflow_provider_flux.job.event import JobEvent, parse_eventlog
 from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.job.output import OUTPUT_EVENTLOG, format_output
 from airflow_provider_flux.version_compat import AirflowNotFoundException, BaseHook
 
 # Requests in flight at once on one handle. With thousands of synchronous futures
 # outstanding, flux-core 0.88.0's reactor was seen to abort ("libev: I/O watcher with
 # invalid fd found in epoll_ctl", about one run in two at 10,000 on real Flux).
 IN_FLIGHT = 512
+# job-info's eventlog-watch flag: an empty response once what is there was sent.
+INITIAL_SENTINEL = 2
 
 T = TypeVar("T")
 
@@ -110,6 +114,50 @@ class FluxHook(BaseHook):
         if isinstance(read, OSError):
             raise read
         return read
+
+    def read_output_so_far(
+        self, jobid: int, limit: int = 1 << 20, timeout: float = 10.0
+    ) -> tuple[str, bool]:
+        """A job's stdout and stderr as they stand, running or not (its ``guest.output``
+        replayed up to now, not followed), stream by stream, cut at ``limit`` bytes
+        (blocking, for at most ``timeout`` seconds).
+
+        Returns the text and whether it is all the job wrote so far.
+        """
+        uri = self.get_uri()
+        bindings = load_bindings(uri)
+        handle = bindings.open(uri)
+        payload = {"id": int(jobid), "path": OUTPUT_EVENTLOG, "flags": INITIAL_SENTINEL}
+        future = handle.rpc(
+            "job-info.eventlog-watch", payload, 0, bindings.constant("RPC_STREAMING")
+        )
+        deadline = time.monotonic() + timeout
+        events: list[JobEvent] = []
+        size, complete = 0, True
+        try:
+            while size <= limit:
+                try:
+                    response = future.wait_for(max(0.0, deadline - time.monotonic())).get()
+                except OSError as err:
+                    if err.errno == errno.ENODATA:  # the job is over: that was all of it
+                        break
+                    if err.errno != errno.ETIMEDOUT:
+                        raise _lookup_error(jobid, OUTPUT_EVENTLOG, err, _where(uri)) from err
+                    complete = False
+                    break
+                if not response or "event" not in response:
+                    break  # the sentinel
+                event = JobEvent.from_json(str(response["event"]))
+                events.append(event)
+                size += len(str(event.context.get("data", "")))
+                future.reset()
+        finally:
+            cancel = {"matchtag": bindings.rpc_matchtag(future)}
+            handle.rpc(
+                "job-info.eventlog-watch-cancel", cancel, 0, bindings.constant("RPC_NORESPONSE")
+            )
+        text, left_out = format_output(events, limit)
+        return text, complete and size <= limit and not left_out
 
     def read_eventlogs(
         self, jobids: Sequence[int], eventlog: str = "eventlog"

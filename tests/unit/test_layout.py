@@ -36,6 +36,7 @@ LAYERS = {
     "sensors": 5,
     "operators": 5,
     "decorators": 6,
+    "executors": 6,
     "get_provider_info": 6,
     "testing": 6,
 }

@@ -22,6 +22,7 @@ import itertools
 import os
 import select
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -132,9 +133,14 @@ class Future:
         return bool(self._responses)
 
     def wait_for(self, timeout: float = -1.0) -> Future:
-        """Block until a response arrives (not from inside the reactor)."""
+        """Block until a response arrives (not from inside the reactor); ETIMEDOUT
+        after ``timeout`` seconds (negative: never), as flux-core's."""
+        deadline = None if timeout < 0 else time.monotonic() + timeout
         while not self._responses:
-            self._handle._receive_one(block=True, timeout=None if timeout < 0 else timeout)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+            self._handle._receive_one(block=True, timeout=left)
         return self
 
     def _current(self) -> protocol.Message:

@@ -195,6 +195,9 @@ class SubmitFuture:
     def get_id(self) -> int:
         return int(self._future.get()["id"])
 
+    def get(self) -> Any:
+        return self._future.get()
+
     def then(self, callback: Any, *args: Any, **kwargs: Any) -> SubmitFuture:
         self._future.then(lambda _f, *a, **kw: callback(self, *a, **kw), *args, **kwargs)
         return self

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from airflow_provider_flux.testing.broker.server import Client, Handler, SimulatedBroker
 
 WAITCREATE = 1  # FLUX_JOB_EVENT_WATCH_WAITCREATE
+INITIAL_SENTINEL = 2  # FLUX_JOB_EVENT_WATCH_INITIAL_SENTINEL
 
 
 @dataclass(eq=False)
@@ -48,6 +49,7 @@ class Watcher:
     sent: int = 0
     streaming: bool = False
     lost: bool = False  # never answered (flux-core 0.88.0, see JobInfoService)
+    sentinel_sent: bool = False
 
 
 class JobInfoService:
@@ -107,6 +109,10 @@ class JobInfoService:
                 watcher.client, protocol.response(watcher.matchtag, {"event": lines[watcher.sent]})
             )
             watcher.sent += 1
+        if watcher.flags & INITIAL_SENTINEL and not watcher.sentinel_sent:
+            # flux-core's job-info: an empty response once what was there is sent.
+            watcher.sentinel_sent = True
+            self.broker.send(watcher.client, protocol.response(watcher.matchtag, {}))
         if job.inactive:
             self._finish(watcher, errno.ENODATA)
 

@@ -1,0 +1,1 @@
+"""Airflow task instances run as Flux jobs (:class:`.flux.FluxExecutor`)."""
