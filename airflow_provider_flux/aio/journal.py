@@ -181,3 +181,15 @@ async def lookup_jobs(
         return found
     finally:
         release(connection)
+
+
+async def queue_status(uri: str | None = None, queue: str | None = None) -> dict[str, Any]:
+    """The job-manager's word on a queue (``flux queue status``): ``enable``,
+    ``start``, and ``stop_reason`` when scheduling is stopped."""
+    connection = await acquire(uri)
+    try:
+        payload = {"name": queue} if queue else {}
+        future = connection.handle.rpc("job-manager.queue-status", payload)
+        return dict(await connection.request(future))
+    finally:
+        release(connection)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from airflow_provider_flux.aio.errors import FluxConnectionError
-from airflow_provider_flux.aio.journal import list_jobs
+from airflow_provider_flux.aio.journal import list_jobs, queue_status
 from airflow_provider_flux.aio.watch import Reconnect, cancel_job, submit_job
 from airflow_provider_flux.executors.workload_job import NAME_PREFIX
 from airflow_provider_flux.instance_events.sources import instance_events
@@ -42,8 +42,9 @@ SUBMIT_RETRY = Reconnect(initial_delay=1.0, max_delay=30.0)
 # Ended jobs of the executor's that nobody followed yet, kept for a scheduler that
 # adopts them (or a submit whose answer came after the job's events): the newest.
 KEPT_ENDED_JOBS = 10_000
-# job-list's names for the states of a job that has not started.
+# job-list's names for the states of a job that has not started, and their numbers.
 NOT_STARTED_STATES = ["depend", "priority", "sched"]
+STATE_DEPEND, STATE_PRIORITY = 2, 4
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ class JobFollower:
 
     async def _check_pending(self) -> None:
         """Every while, one job-list call for the user's jobs that have not started:
-        their ``sched.reason_pending``, when it changed."""
+        why each waits, when that changed."""
         while True:
             await asyncio.sleep(self._pending_check_interval)
             if not self._followed:
@@ -302,25 +303,50 @@ class JobFollower:
             constraint: dict[str, Any] = {"states": NOT_STARTED_STATES}
             if self._userid is not None:
                 constraint = {"and": [constraint, {"userid": [self._userid]}]}
-            payload = {"max_entries": 0, "attrs": ["annotations"], "constraint": constraint}
+            attrs = ["annotations", "state", "urgency"]
+            payload = {"max_entries": 0, "attrs": attrs, "constraint": constraint}
             try:
                 entries = await list_jobs(payload, self.uri)
+                stopped = await self._scheduling_stopped() if entries else None
             except OSError as err:
                 log.debug("Could not ask Flux why jobs wait: %s", err)
                 continue
             for entry in entries:
                 followed = self._followed.get(int(entry["id"]))
-                reason = _reason_pending(entry)
-                if followed is not None and reason and reason != followed.reason_pending:
+                reason = why_pending(entry, stopped)
+                if followed is not None and reason != followed.reason_pending:
                     followed.reason_pending = reason
                     update = JobPending(followed.key, followed.serial, int(entry["id"]), reason)
                     self._updates.put(update)
 
+    async def _scheduling_stopped(self) -> str | None:
+        """Why Flux's scheduling is stopped (``flux queue stop``), if it is."""
+        try:
+            status = await queue_status(self.uri)
+        except OSError:  # several named queues, or an instance that does not say
+            return None
+        if status.get("start", True):
+            return None
+        return str(status.get("stop_reason") or "no reason given")
 
-def _reason_pending(entry: Mapping[str, Any]) -> str | None:
+
+def why_pending(entry: Mapping[str, Any], scheduling_stopped: str | None) -> str:
+    """Why a job that has not started waits, in words: the scheduler's own reason
+    (``sched.reason_pending``, as Fluxion gives it) when there is one."""
     sched = (entry.get("annotations") or {}).get("sched") or {}
     reason = sched.get("reason_pending") if isinstance(sched, Mapping) else None
-    return str(reason) if reason else None
+    if reason:
+        return str(reason)
+    if entry.get("urgency") == 0:
+        return "held (urgency 0: flux job urgency ID default releases it)"
+    state = entry.get("state")
+    if state == STATE_DEPEND:
+        return "waits for its dependencies"
+    if state == STATE_PRIORITY:
+        return "waits for its priority"
+    if scheduling_stopped is not None:
+        return f"Flux's scheduling is stopped: {scheduling_stopped}"
+    return "waits for resources"
 
 
 async def _awaited(make: Callable[[], Awaitable[T]]) -> T:

@@ -4,13 +4,16 @@ Flux job, and the scheduler learns from Flux what the task could not report."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
 
 from airflow_provider_flux.executors.workload_job import NAME_PREFIX
+from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.jobid import format_jobid, parse_jobid
-from tests.executor.conftest import ExecutorDeployment
+from airflow_provider_flux.testing.deployment import wait_until
+from tests.executor.conftest import PARALLELISM, ExecutorDeployment
 
 
 def executor_jobs(deployment: ExecutorDeployment, dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -72,3 +75,157 @@ def test_mixed_dag_with_xcom(executor_deployment: ExecutorDeployment) -> None:
     assert "execute_workload" in spec
     recorded = external_executor_id(executor_deployment, dag_id, run_id, "on_flux")
     assert recorded == format_jobid(jobs[0]["id"])
+
+
+def run_jobs(deployment: ExecutorDeployment, dag_id: str, run_id: str) -> list[str]:
+    return [job["name"].split("@")[0].removeprefix(NAME_PREFIX)
+            for job in executor_jobs(deployment, dag_id, run_id)]  # fmt: skip
+
+
+def test_a_retry_is_a_new_job(executor_deployment: ExecutorDeployment) -> None:
+    airflow = executor_deployment.airflow
+    run_id = airflow.trigger("flux_executor_retry")
+    assert airflow.wait_for_run("flux_executor_retry", run_id) == "success"
+    assert run_jobs(executor_deployment, "flux_executor_retry", run_id) == [
+        "fails_once.try1", "fails_once.try2",
+    ]  # fmt: skip
+    assert airflow.xcom("flux_executor_retry", run_id, "fails_once") == 2
+
+
+def state_mismatches(deployment: ExecutorDeployment, dag_id: str) -> list[str]:
+    """What the scheduler logged as executor reports that did not match a task's state."""
+    rows = sql(deployment, "SELECT extra FROM log WHERE event = 'state mismatch' AND dag_id = :d",
+               d=dag_id)  # fmt: skip
+    return [str(row[0]) for row in rows]
+
+
+def test_a_job_whose_python_does_not_exist_fails_its_task(
+    executor_deployment: ExecutorDeployment,
+) -> None:
+    airflow = executor_deployment.airflow
+    dag_id = "flux_executor_bad_python"
+    run_id = airflow.trigger(dag_id)
+    assert airflow.wait_for_run(dag_id, run_id, timeout=60) == "failed"
+    (report,) = state_mismatches(executor_deployment, dag_id)
+    assert "Flux job" in report
+    assert "start failed: /nonexistent/python3" in report
+
+
+def test_a_job_cancelled_while_pending_fails_its_task(
+    executor_deployment: ExecutorDeployment, tmp_path: Path
+) -> None:
+    flux, airflow = executor_deployment.flux, executor_deployment.airflow
+    dag_id = "flux_executor_waits"
+    flux.run("queue", "stop", "--message=maintenance")  # jobs wait, with Flux's reason
+    try:
+        run_id = airflow.trigger(dag_id, {"flag": str(tmp_path / "flag")})
+        (jobid,) = wait_until(
+            lambda: [j["id"] for j in executor_jobs(executor_deployment, dag_id, run_id)] or None,
+            60,
+            "a job",
+        )
+        scheduler_log = lambda: airflow.component_log("scheduler")  # noqa: E731
+        stopped = "waits in Flux's queue as job {}: Flux's scheduling is stopped: maintenance"
+        wait_until(lambda: stopped.format(format_jobid(jobid)) in scheduler_log() or None, 60,
+                   "the reason")  # fmt: skip
+        flux.run("cancel", "--message=not today", format_jobid(jobid))
+        assert airflow.wait_for_run(dag_id, run_id, timeout=60) == "failed"
+    finally:
+        flux.run("queue", "start")
+    (report,) = [r for r in state_mismatches(executor_deployment, dag_id) if run_id in r]
+    assert "ended before it started: fatal exception type=cancel: not today" in report
+    assert run_jobs(executor_deployment, dag_id, run_id) == ["wait_for_flag.try1"]
+
+
+def test_a_running_tasks_log_comes_from_its_job(
+    executor_deployment: ExecutorDeployment, tmp_path: Path
+) -> None:
+    airflow = executor_deployment.airflow
+    dag_id = "flux_executor_waits"
+    flag = tmp_path / "flag"
+    run_id = airflow.trigger(dag_id, {"flag": str(flag)})
+    running = lambda: airflow.task_states(dag_id, run_id).get(("wait_for_flag", -1)) == "running"  # noqa: E731
+    wait_until(lambda: running() or None, 120, "the task to run")
+    (job,) = executor_jobs(executor_deployment, dag_id, run_id)
+
+    def task_line() -> str | None:
+        text = airflow.task_log(dag_id, run_id, "wait_for_flag")
+        return text if f"waiting for {flag}" in text else None
+
+    log = wait_until(task_line, 60, "the task's line")
+    assert f"Flux job {format_jobid(job['id'])}" in log
+    assert "its output so far" in log
+    assert airflow.env["AIRFLOW__API_AUTH__JWT_SECRET"] not in log
+    flag.touch()
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+
+
+def test_outstanding_jobs_stay_within_parallelism(executor_deployment: ExecutorDeployment) -> None:
+    airflow = executor_deployment.airflow
+    dag_id = "flux_executor_many"
+    run_id = airflow.trigger(dag_id, {"count": 10})
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+
+    def ended() -> list[dict[str, Any]] | None:
+        # A task reports its success before its job is over.
+        jobs = executor_jobs(executor_deployment, dag_id, run_id)
+        return jobs if len(jobs) == 10 and all("t_inactive" in j for j in jobs) else None
+
+    jobs = wait_until(ended, 60, "the ten jobs to end")
+    edges = sorted([(j["t_submit"], 1) for j in jobs] + [(j["t_inactive"], -1) for j in jobs])
+    outstanding = peak = 0
+    for _, step in edges:
+        outstanding += step
+        peak = max(peak, outstanding)
+    assert 1 < peak <= PARALLELISM
+
+
+def test_mapped_deferrable_sensors_whose_triggers_fire_together(
+    executor_deployment: ExecutorDeployment,
+) -> None:
+    flux, airflow = executor_deployment.flux, executor_deployment.airflow
+    dag_id = "flux_executor_sensors"
+    out = flux.run("submit", "--cc=1-50", "--urgency=hold", "true").stdout.split()
+    jobids = [parse_jobid(line) for line in out]
+    run_id = airflow.trigger(dag_id, {"jobids": jobids})
+    airflow.wait_for_deferred(dag_id, run_id, [("sensor", i) for i in range(50)], timeout=600)
+    # Released together: every trigger fires at once.
+    handle = FluxHook("flux_real").get_conn()
+    releases = [handle.rpc("job-manager.urgency", {"id": jobid, "urgency": 16}) for jobid in jobids]
+    for release in releases:
+        release.get()
+    assert airflow.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    assert state_mismatches(executor_deployment, dag_id) == []
+    tries = {ti["map_index"]: ti["try_number"] for ti in airflow.task_instances(dag_id, run_id)
+             if ti["task_id"] == "sensor"}  # fmt: skip
+    assert tries == dict.fromkeys(range(50), 1)
+
+
+def test_a_restarted_scheduler_adopts_the_jobs(
+    executor_deployment: ExecutorDeployment, tmp_path: Path
+) -> None:
+    airflow = executor_deployment.airflow
+    dag_id = "flux_executor_waits"
+    runs = {name: airflow.trigger(dag_id, {"flag": str(tmp_path / "flag")}) for name in "AB"}
+
+    def both_running() -> bool | None:
+        states = [
+            airflow.task_states(dag_id, run).get(("wait_for_flag", -1)) for run in runs.values()
+        ]
+        return states == ["running", "running"] or None
+
+    wait_until(both_running, 180, "both tasks to run")
+    airflow.kill("scheduler")
+    # B as if the scheduler had died between submitting its job and recording it.
+    sql(executor_deployment, "UPDATE task_instance SET external_executor_id = NULL"
+        " WHERE dag_id = :d AND run_id = :r", d=dag_id, r=runs["B"])  # fmt: skip
+    airflow.start_component("scheduler")
+    wait_until(lambda: "Adopted 2 task instances" in airflow.component_log("scheduler") or None,
+               120, "the adoption")  # fmt: skip
+    (tmp_path / "flag").touch()
+    for run_id in runs.values():
+        assert airflow.wait_for_run(dag_id, run_id) == "success"
+        (job,) = executor_jobs(executor_deployment, dag_id, run_id)
+        assert external_executor_id(
+            executor_deployment, dag_id, run_id, "wait_for_flag"
+        ) == format_jobid(job["id"])
