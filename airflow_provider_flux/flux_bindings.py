@@ -70,6 +70,16 @@ class FluxBindings:
         connects a remote shell, resolving asks Flux), so call it off-loop."""
         return self.flux.Flux(self.resolve(uri))
 
+    def use_in_this_thread(self, handle: Any) -> None:
+        """Make ``handle`` usable in the calling thread: flux-core's ``Flux`` keeps its
+        reactor depth per thread, and sets it up only in the thread that imported
+        the bindings and the one that opened the handle (one opened in a pool
+        thread and used on an event loop's thread would fail in ``in_reactor``)."""
+        tls = getattr(type(handle), "tls", None)
+        if tls is not None and "reactor_depth" not in tls.__dict__:
+            tls.reactor_depth = 0
+            tls.exception = None
+
     def resolve(self, uri: str | None) -> str | None:
         """The address ``uri`` names now: a ``jobid:``, ``pid:``, ``slurm:`` or ``lsf:``
         URI resolved by flux-core's own resolver (``flux.uri``) as ``flux uri`` resolves

@@ -58,6 +58,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "executors": ["airflow_provider_flux.executors.flux.FluxExecutor"],
+        "cli": ["airflow_provider_flux.get_provider_info.get_cli_commands"],
         "task-decorators": [
             {"name": "flux", "class-name": "airflow_provider_flux.decorators.flux.flux_task"}
         ],
@@ -155,6 +156,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
     }
+
+
+def get_cli_commands() -> list[Any]:
+    """The ``airflow`` CLI commands the provider adds: none. Airflow 3.3 asks each
+    provider with an executor for them (its ``cli`` section), and without the
+    section warns on stdout, which breaks ``airflow ... --output json``."""
+    return []
 
 
 def _option(description: str, kind: str, default: str | None) -> dict[str, Any]:

@@ -202,13 +202,14 @@ class FluxConnection:
         self.loop = loop
         self.uri = uri
         self.bindings = bindings
+        bindings.use_in_this_thread(handle)
         self.handle = handle
         self.closed = False
         self.refs = 0
         # Reactor callbacks made so far; see _drain.
         self.callbacks = 0
-        # Streams the broker still serves: open ones, and cancelled ones whose
-        # ENODATA has not arrived (their futures must live until then).
+        # Streams the broker still serves: open ones, and cancelled ones whose ENODATA
+        # has not arrived (their futures must live until then).
         self._streams: set[BrokerStream[Any]] = set()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._drain_scheduled = False
@@ -446,9 +447,8 @@ def _registry_discard(connection: FluxConnection) -> None:
 async def _open(loop: asyncio.AbstractEventLoop, uri: _Key) -> FluxConnection:
     try:
         bindings = load_bindings(uri)
-        # Opening can block (ssh:// starts a remote shell, a jobid: URI is resolved by
-        # asking Flux): off the loop. Each open resolves anew: a reconnect finds a
-        # nested instance where it is now, or that it is gone.
+        # Opening can block (ssh:// starts a remote shell, jobid: asks Flux): off the
+        # loop. Each open resolves anew: a reconnect finds a nested instance anew.
         handle = await loop.run_in_executor(None, bindings.open, uri)
     except OSError as err:
         unresolved = isinstance(err, FluxUriUnresolved)  # its message names the URI

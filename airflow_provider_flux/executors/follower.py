@@ -338,7 +338,7 @@ def why_pending(entry: Mapping[str, Any], scheduling_stopped: str | None) -> str
     if reason:
         return str(reason)
     if entry.get("urgency") == 0:
-        return "held (urgency 0: flux job urgency ID default releases it)"
+        return "held (urgency 0)"
     state = entry.get("state")
     if state == STATE_DEPEND:
         return "waits for its dependencies"

@@ -122,7 +122,8 @@ class FluxHook(BaseHook):
         replayed up to now, not followed), stream by stream, cut at ``limit`` bytes
         (blocking, for at most ``timeout`` seconds).
 
-        Returns the text and whether it is all the job wrote so far.
+        Returns the text and whether it is all the job wrote so far (nothing, for a
+        job that has not started).
         """
         uri = self.get_uri()
         bindings = load_bindings(uri)
@@ -139,7 +140,9 @@ class FluxHook(BaseHook):
                 try:
                     response = future.wait_for(max(0.0, deadline - time.monotonic())).get()
                 except OSError as err:
-                    if err.errno == errno.ENODATA:  # the job is over: that was all of it
+                    # ENODATA: the job is over, that was all of it. ENOENT: its shell
+                    # has not made the output eventlog yet (a job that just started).
+                    if err.errno in (errno.ENODATA, errno.ENOENT):
                         break
                     if err.errno != errno.ETIMEDOUT:
                         raise _lookup_error(jobid, OUTPUT_EVENTLOG, err, _where(uri)) from err

@@ -215,6 +215,9 @@ class AirflowDeployment(Service):
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.base_url,
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            # Airflow 3.1 signs tokens with no issuer unless one is set, which PyJWT
+            # 2.10 and later refuse ("Issuer (iss) must be a string").
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "airflow-provider-flux-tests",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             # A killed triggerer's triggers go to the next one within seconds.
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",

@@ -4,6 +4,7 @@ Flux job, and the scheduler learns from Flux what the task could not report."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,36 @@ def test_a_restarted_scheduler_adopts_the_jobs(
         assert external_executor_id(
             executor_deployment, dag_id, run_id, "wait_for_flag"
         ) == format_jobid(job["id"])
+
+
+def test_a_job_queued_past_the_timeout_is_revoked(
+    executor_deployment: ExecutorDeployment, tmp_path: Path
+) -> None:
+    flux, airflow = executor_deployment.flux, executor_deployment.airflow
+    dag_id = "flux_executor_waits"
+    short_timeout = {
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "8",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "2",
+    }
+    airflow.kill("scheduler", signal.SIGTERM)
+    airflow.start_component("scheduler", env=short_timeout)
+    flux.run("queue", "stop", "--message=held for the test")
+    try:
+        run_id = airflow.trigger(dag_id, {"flag": str(tmp_path / "flag")})
+
+        def revoked() -> dict[str, Any] | None:
+            jobs = executor_jobs(executor_deployment, dag_id, run_id)
+            note = (jobs[0].get("exception") or {}).get("note", "") if jobs else ""
+            return jobs[0] if "task_queued_timeout" in note else None
+
+        first = wait_until(revoked, 120, "the job to be revoked")
+        assert first["exception"]["type"] == "cancel"
+        # Queued again, not failed: a new job waits in Flux.
+        wait_until(lambda: len(executor_jobs(executor_deployment, dag_id, run_id)) > 1 or None,
+                   60, "the task's next job")  # fmt: skip
+    finally:
+        flux.run("queue", "start")
+        (tmp_path / "flag").touch()
+    assert airflow.wait_for_run(dag_id, run_id) == "success"
+    airflow.kill("scheduler", signal.SIGTERM)
+    airflow.start_component("scheduler")
