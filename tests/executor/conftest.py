@@ -23,7 +23,7 @@ from tests.flux_instances import FLUX
 
 DAGS = Path(__file__).parent / "dags"
 EXECUTOR = "flux:airflow_provider_flux.executors.flux.FluxExecutor"
-PARALLELISM = 4
+PARALLELISM = 8
 
 
 @dataclass

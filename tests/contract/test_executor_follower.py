@@ -1,6 +1,6 @@
-"""FluxExecutor's Flux side on a simulated and a real instance: the follower thread
-submits and follows jobs, adoption finds a try's job by what it carries, and a
-running job's output is read as it stands."""
+"""FluxExecutor's Flux side, held to the same assertions on a simulated and a real
+instance: the follower thread submits and follows jobs, adoption finds a try's job
+by what it carries, and a running job's output is read as it stands."""
 
 from __future__ import annotations
 
