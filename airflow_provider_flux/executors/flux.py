@@ -27,7 +27,7 @@ from airflow_provider_flux.executors.follower import (
     Submitted,
 )
 from airflow_provider_flux.executors.settings import ExecutorSettings
-from airflow_provider_flux.executors.task_log import job_task_log
+from airflow_provider_flux.executors.task_log import append_to_task_log, job_task_log
 from airflow_provider_flux.executors.workload_job import workload_jobspec
 from airflow_provider_flux.flux_bindings import own_userid
 from airflow_provider_flux.hooks.flux import FluxHook
@@ -81,6 +81,8 @@ class FluxExecutor(BaseExecutor):
         # resumes is submitted again under the same key), and its job once known.
         self._serials: dict[Hashable, int] = {}
         self._jobs: dict[Hashable, int] = {}
+        # Where each submitted try's log file is, under [logging] base_log_folder.
+        self._log_paths: dict[Hashable, str] = {}
         self._next_serial = itertools.count(1)
 
     def start(self) -> None:
@@ -109,6 +111,8 @@ class FluxExecutor(BaseExecutor):
             self.queued_tasks.pop(key, None)
             self.running.add(key)
             serial = self._serials[key] = next(self._next_serial)
+            if workload.log_path:
+                self._log_paths[key] = workload.log_path
             try:
                 jobspec = workload_jobspec(
                     workload, python=self.settings.python, environment=self._environment
@@ -135,16 +139,26 @@ class FluxExecutor(BaseExecutor):
             elif not current:
                 continue  # of a submission superseded (the task deferred and resumed)
             elif isinstance(update, JobPending):
-                self.log.info(
-                    "%s waits in Flux's queue as job %s: %s",
-                    update.key, format_jobid(update.jobid), update.reason,
-                )  # fmt: skip
+                self._tell_pending(key, update)
             elif isinstance(update, SubmitFailed):
                 self._forget(key)
                 self.fail(key, update.reason)
             elif isinstance(update, JobEnded):
                 self._forget(key)
                 self._report_end(key, update)
+
+    def _tell_pending(self, key: TaskInstanceKey, update: JobPending) -> None:
+        """Say why a queued task's job waits: in the scheduler's log, and in the try's
+        own log (which the UI shows for a queued task) when the log folder is here."""
+        message = f"waits in Flux's queue as job {format_jobid(update.jobid)}: {update.reason}"
+        self.log.info("%s %s", key, message)
+        log_path = self._log_paths.get(key)
+        folder = conf.get("logging", "base_log_folder", fallback="")
+        if log_path and folder:
+            try:
+                append_to_task_log(folder, log_path, f"The task {message}")
+            except OSError as err:
+                self.log.debug("Cannot write to the log of %s: %s", key, err)
 
     def _report_end(self, key: TaskInstanceKey, update: JobEnded) -> None:
         if update.failure is not None:
@@ -162,6 +176,7 @@ class FluxExecutor(BaseExecutor):
     def _forget(self, key: Hashable) -> None:
         self._serials.pop(key, None)
         self._jobs.pop(key, None)
+        self._log_paths.pop(key, None)
 
     def _started(self) -> JobFollower:
         if self._follower is None:

@@ -126,10 +126,13 @@ def test_a_job_cancelled_while_pending_fails_its_task(
             60,
             "a job",
         )
-        scheduler_log = lambda: airflow.component_log("scheduler")  # noqa: E731
-        stopped = "waits in Flux's queue as job {}: Flux's scheduling is stopped: maintenance"
-        wait_until(lambda: stopped.format(format_jobid(jobid)) in scheduler_log() or None, 60,
-                   "the reason")  # fmt: skip
+        reason = (
+            f"waits in Flux's queue as job {format_jobid(jobid)}:"
+            " Flux's scheduling is stopped: maintenance"
+        )
+        wait_until(lambda: reason in airflow.component_log("scheduler") or None, 60, "the reason")
+        # Where the user looks: the queued task's own log.
+        assert f"The task {reason}" in airflow.task_log(dag_id, run_id, "wait_for_flag")
         flux.run("cancel", "--message=not today", format_jobid(jobid))
         assert airflow.wait_for_run(dag_id, run_id, timeout=60) == "failed"
     finally:

@@ -143,3 +143,12 @@ def test_the_connection_form_is_the_same_where_each_airflow_reads_it() -> None:
     (connection,) = get_provider_info()["connection-types"]
     assert FluxHook.get_ui_field_behaviour() == connection["ui-field-behaviour"]
     assert FluxHook.get_ui_field_behaviour()["relabeling"] == {"host": "Flux URI"}
+
+
+def test_airflow_config_lists_the_executor_section(airflow_db: str) -> None:
+    listing = airflow_cli("config", "list", "--section", "flux_executor", "--defaults").stdout
+    for option in ("flux_conn_id", "python", "environment", "parallelism", "poll_interval"):
+        assert option in listing
+    assert airflow_cli("config", "get-value", "flux_executor", "flux_conn_id").stdout.strip() == (
+        "flux_default"
+    )
