@@ -26,12 +26,14 @@ from airflow_provider_flux.job.event import JobEvent
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0aSJ9.c2lnbmF0dXJl"
 
 
-def workload(executor_config: dict[str, Any] | None = None, try_number: int = 1) -> ExecuteTask:
+def workload(
+    executor_config: dict[str, Any] | None = None, try_number: int = 1, run_id: str = "r"
+) -> ExecuteTask:
     ti_model = ExecuteTask.model_fields["ti"].annotation
     assert ti_model is not None
     ti = ti_model.model_validate({
         "id": uuid.uuid4(), "dag_version_id": uuid.uuid4(), "task_id": "t", "dag_id": "d",
-        "run_id": "r", "try_number": try_number, "map_index": 2, "pool_slots": 1,
+        "run_id": run_id, "try_number": try_number, "map_index": 2, "pool_slots": 1,
         "queue": "default", "priority_weight": 1, "executor_config": executor_config,
     })  # fmt: skip
     return ExecuteTask(
