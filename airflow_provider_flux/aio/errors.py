@@ -7,9 +7,11 @@ import os
 
 from airflow_provider_flux.job.jobid import format_jobid
 
-# What flux-core's connectors report when the broker goes away, and what a broker
-# that is shutting down answers once it has unloaded the job-info service (ENOSYS):
-# an instance restarted with a state directory comes back with its jobs.
+# What flux-core's connectors report when the broker goes away, what a broker that
+# is shutting down answers once it has unloaded the job-info service (ENOSYS), and
+# what one that is starting answers before it is online (EAGAIN, "Upstream Flux
+# broker is offline. Try again later.", broker/modhash.c): an instance restarted
+# with a state directory comes back with its jobs.
 CONNECTION_ERRNOS = frozenset(
     {
         errno.ECONNRESET,
@@ -18,6 +20,7 @@ CONNECTION_ERRNOS = frozenset(
         errno.ECONNREFUSED,
         errno.ESHUTDOWN,
         errno.ENOSYS,
+        errno.EAGAIN,
     }
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import json
 import logging
 import queue
@@ -237,16 +238,16 @@ class JobFollower:
             try:
                 jobid = await submit_job(jobspec, uri=self.uri)
                 break
-            except FluxConnectionError as err:  # not sent: trying again runs nothing twice
+            except OSError as err:
+                # Not sent (no connection), or refused unread by a broker not yet online:
+                # trying again cannot run the task twice.
+                unsent = isinstance(err, FluxConnectionError) or err.errno == errno.EAGAIN
                 attempt += 1
-                if attempt >= SUBMIT_ATTEMPTS:
-                    self._updates.put(SubmitFailed(key, serial, str(err)))
+                if not unsent or attempt >= SUBMIT_ATTEMPTS:
+                    reason = str(err) if unsent else f"Flux refused the job: {err.strerror or err}"
+                    self._updates.put(SubmitFailed(key, serial, reason))
                     return
                 await asyncio.sleep(SUBMIT_RETRY.delay(attempt))
-            except OSError as err:
-                reason = f"Flux refused the job: {err.strerror or err}"
-                self._updates.put(SubmitFailed(key, serial, reason))
-                return
         self._updates.put(Submitted(key, serial, jobid))
         self._claim(jobid, key, serial, ())
 

@@ -121,3 +121,13 @@ def test_a_broker_shutting_down_is_a_lost_connection_that_a_watch_survives() -> 
     err = watch_error(errno.ENOSYS, None, jobid=1, eventlog="eventlog", uri="local:///x")
     assert isinstance(err, FluxConnectionLost)
     assert "lost the connection to local:///x while watching job" in str(err)
+
+
+def test_a_broker_not_yet_online_is_a_lost_connection_that_a_watch_survives() -> None:
+    # A restarted broker answers EAGAIN ("Upstream Flux broker is offline. Try again
+    # later.") until it is online; a watch that reconnects that early tries again
+    # (tests/instances/test_several_instances.py met it in CI).
+    detail = "Upstream Flux broker is offline. Try again later."
+    err = watch_error(errno.EAGAIN, detail, jobid=1, eventlog="eventlog", uri="local:///x")
+    assert isinstance(err, FluxConnectionLost)
+    assert detail in str(err)
