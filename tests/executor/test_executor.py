@@ -113,10 +113,14 @@ def test_a_job_whose_python_does_not_exist_fails_its_task(
     airflow = executor_deployment.airflow
     dag_id = "flux_executor_bad_python"
     run_id = airflow.trigger(dag_id)
-    assert airflow.wait_for_run(dag_id, run_id, timeout=60) == "failed"
-    (report,) = state_mismatches(executor_deployment, dag_id)
-    assert "Flux job" in report
-    assert "start failed: /nonexistent/python3" in report
+    assert airflow.wait_for_run(dag_id, run_id, timeout=120) == "failed"
+    # Its retry was honoured: a second job, which failed the same way.
+    assert run_jobs(executor_deployment, dag_id, run_id) == ["never_runs.try1", "never_runs.try2"]
+    reports = state_mismatches(executor_deployment, dag_id)
+    assert len(reports) == 2
+    for report in reports:
+        assert "Flux job" in report
+        assert "start failed: /nonexistent/python3" in report
 
 
 def test_a_job_cancelled_while_pending_fails_its_task(

@@ -47,7 +47,10 @@ def flux_executor_retry() -> None:
 
 @dag(schedule=None, start_date=datetime(2024, 1, 1), catchup=False)
 def flux_executor_bad_python() -> None:
-    @task(executor="flux", executor_config={"flux": {"python": "/nonexistent/python3"}})
+    @task(
+        executor="flux", executor_config={"flux": {"python": "/nonexistent/python3"}},
+        retries=1, retry_delay=timedelta(seconds=0),
+    )  # fmt: skip
     def never_runs() -> None:
         raise AssertionError("ran without its Python")
 
