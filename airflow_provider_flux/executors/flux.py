@@ -118,7 +118,7 @@ class FluxExecutor(BaseExecutor):
                     workload, python=self.settings.python, environment=self._environment
                 )
             except ValueError as err:
-                self._serials.pop(key)
+                self._forget(key)
                 self.fail(key, f"cannot run as a Flux job: {err}")
                 continue
             follower.submit(key, serial, jobspec)
