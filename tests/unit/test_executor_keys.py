@@ -100,3 +100,15 @@ def wait_for(check: Any, timeout: float = 60) -> Any:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     return value
+
+
+def test_a_try_flux_cannot_run_fails_without_a_job(executor: FluxExecutor) -> None:
+    task = workload({"flux": {"nodes": 2}}, run_id=f"refused-{time.monotonic_ns()}")
+    key = task.ti.key
+    executor.queue_workload(task, session=None)  # type: ignore[arg-type]
+    executor.trigger_tasks(open_slots=4)
+    assert key not in executor.running
+    state, info = executor.get_event_buffer()[key]
+    assert state == "failed"
+    assert info.startswith('cannot run as a Flux job: executor_config["flux"] has unknown')
+    assert executor_jobs_of(executor, key) == []
