@@ -43,6 +43,8 @@ SUBMIT_RETRY = Reconnect(initial_delay=1.0, max_delay=30.0)
 # Ended jobs of the executor's that nobody followed yet, kept for a scheduler that
 # adopts them (or a submit whose answer came after the job's events): the newest.
 KEPT_ENDED_JOBS = 10_000
+# Seconds before following the jobs again after an error no reconnect mends.
+FOLLOW_AGAIN = 5.0
 # job-list's names for the states of a job that has not started, and their numbers.
 NOT_STARTED_STATES = ["depend", "priority", "sched"]
 STATE_DEPEND, STATE_PRIORITY = 2, 4
@@ -265,6 +267,16 @@ class JobFollower:
                 self._seen(jobid, followed, event)
 
     async def _follow(self) -> None:
+        while True:
+            # A lost connection is retried inside; an error no reconnect mends must not
+            # leave the tasks' jobs unfollowed: follow again, from the history.
+            try:
+                await self._follow_once()
+            except OSError as err:
+                log.error("Following Flux's jobs failed: %s; again in %gs", err, FOLLOW_AGAIN)
+                await asyncio.sleep(FOLLOW_AGAIN)
+
+    async def _follow_once(self) -> None:
         stream = instance_events(self.uri, poll_interval=self._poll_interval, userid=self._userid)
         async with aclosing(stream) as batches:
             async for batch in batches:

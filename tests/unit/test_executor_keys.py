@@ -5,6 +5,7 @@ reported."""
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_flux.executors.flux import REVOKED, FluxExecutor
+from airflow_provider_flux.executors.follower import JobEnded, JobFollower
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.jobid import format_jobid
+from airflow_provider_flux.jobspec import jobspec_from_command
 from airflow_provider_flux.testing import SimulatedFlux
 from airflow_provider_flux.testing.dag_test import use_flux_connection
 from tests.unit.test_executor_job import workload
@@ -112,3 +115,32 @@ def test_a_try_flux_cannot_run_fails_without_a_job(executor: FluxExecutor) -> No
     assert state == "failed"
     assert info.startswith('cannot run as a Flux job: executor_config["flux"] has unknown')
     assert executor_jobs_of(executor, key) == []
+
+
+def test_the_jobs_are_followed_again_after_an_error_no_reconnect_mends(
+    sim: SimulatedFlux, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_flux.executors import follower as follower_module
+
+    real_stream = follower_module.instance_events
+    failures = [OSError(errno.EPROTO, "bad journal response")]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        async for batch in real_stream(*args, **kwargs):
+            yield batch
+
+    monkeypatch.setattr(follower_module, "instance_events", failing_once)
+    monkeypatch.setattr(follower_module, "FOLLOW_AGAIN", 0.1)
+    following = JobFollower(sim.uri, userid=None, poll_interval=0.2, pending_check_interval=60)
+    following.start()
+    try:
+        following.submit("key", 1, jobspec_from_command(
+            ["true"], name="airflow:again", attributes={"system.simulator": {"scenario": "run"}},
+        ))  # fmt: skip
+        ended = wait_for(lambda: [u for u in following.drain() if isinstance(u, JobEnded)])
+        assert [(u.key, u.failure) for u in ended] == [("key", None)]
+        assert failures == []
+    finally:
+        following.stop()
