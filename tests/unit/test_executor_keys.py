@@ -16,6 +16,7 @@ import pytest
 
 from airflow_provider_flux.executors.flux import REVOKED, FluxExecutor
 from airflow_provider_flux.executors.follower import JobEnded, JobFollower
+from airflow_provider_flux.executors.workload_job import job_name
 from airflow_provider_flux.hooks.flux import FluxHook
 from airflow_provider_flux.job.jobid import format_jobid
 from airflow_provider_flux.jobspec import jobspec_from_command
@@ -93,8 +94,7 @@ def test_a_try_revoked_while_submitting_has_its_job_cancelled(
 def executor_jobs_of(executor: FluxExecutor, key: Any) -> list[int]:
     """The jobs named for ``key``'s try, oldest first."""
     hook = FluxHook("flux_executor_keys")
-    name = f"airflow:{key.task_id}[{key.map_index}].try{key.try_number}@{key.dag_id}/{key.run_id}"
-    return sorted(int(job["id"]) for job in hook.find_jobs([name], attrs=["t_submit"]))
+    return sorted(int(job["id"]) for job in hook.find_jobs([job_name(key)], attrs=["t_submit"]))
 
 
 def wait_for(check: Any, timeout: float = 60) -> Any:
