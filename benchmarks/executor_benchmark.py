@@ -3,9 +3,12 @@ the latency from queued to running.
 
 PostgreSQL, then Airflow's scheduler, dag-processor, triggerer and api-server as
 processes, with ``[core] executor = LocalExecutor,flux:...FluxExecutor`` and the same
-parallelism for both (``--parallelism``, default 8), against a real Flux instance
-(``flux start -s1`` on this machine; the simulator, said in the results, when
-``flux`` is not on PATH: it runs the workloads as local processes). For N = 100 and
+parallelism for both (``--parallelism``, default 8), against a real Flux instance on
+this machine (the simulator, said in the results, when ``flux`` is not on PATH: it
+runs the workloads as local processes). Flux runs a job per core it has, so the
+instance has enough brokers (``flux start --test-size``, each with this machine's
+cores; ``--brokers`` to choose) for as many tasks at once as LocalExecutor runs:
+both then share the same CPUs with the same concurrency. For N = 100 and
 1,000 (``--sizes``), a run maps N trivial tasks (each returns its index) on one
 executor, then on the other. From the task instances (Airflow's own timestamps):
 
@@ -15,7 +18,7 @@ executor, then on the other. From the task instances (Airflow's own timestamps):
   FluxExecutor a Flux job is submitted, scheduled, started, and runs Airflow's
   worker entry point, which imports Airflow before it starts the task.
 
-Run: ``scripts/benchmark-executor`` (``--sizes``, ``--parallelism``). Results:
+Run: ``scripts/benchmark-executor`` (``--sizes``, ``--parallelism``, ``--brokers``). Results:
 ``benchmarks/executor_results.json``, and a table to paste into ``docs/benchmarks.md``.
 """
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import shutil
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -72,11 +77,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--brokers", type=int, help="default: enough for --parallelism cores")
     args = parser.parse_args()
+    brokers = args.brokers or math.ceil(args.parallelism / (os.cpu_count() or 1))
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
         if shutil.which("flux"):
-            uri, kind = stack.enter_context(LocalFluxInstance()).uri, "real Flux (flux start -s1)"
+            instance = stack.enter_context(LocalFluxInstance(size=brokers))
+            cores = brokers * (os.cpu_count() or 1)
+            uri, kind = instance.uri, f"real Flux (flux start --test-size={brokers}: {cores} cores)"
         else:
             uri, kind = stack.enter_context(SimulatedFlux()).uri, "the simulator"
         database = stack.enter_context(PostgresServer())
