@@ -154,7 +154,8 @@ def measure(design: str, kind: str, uri: str, jobs: int) -> None:
 
     from airflow_provider_flux.testing.dag_test import configure_airflow_home
 
-    configure_airflow_home(tempfile.mkdtemp(prefix="ensemble-benchmark-"))
+    home = tempfile.TemporaryDirectory(prefix="ensemble-benchmark-")  # removed at exit
+    configure_airflow_home(home.name)
     os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
     os.environ["AIRFLOW_CONN_FLUX_DEFAULT"] = json.dumps({"conn_type": "flux", "host": uri})
     instance = Instance(kind, uri)

@@ -77,7 +77,8 @@ def _short(frame: Any) -> str:
 
 def measure(design: str, uri: str, count: int) -> dict[str, Any]:
     """One design in this (fresh) process."""
-    configure_airflow_home(tempfile.mkdtemp(prefix="trigger-memory-"))
+    home = tempfile.TemporaryDirectory(prefix="trigger-memory-")  # removed at exit
+    configure_airflow_home(home.name)
     make: Callable[[int], Any]
     if design == "flux":
         from airflow_provider_flux.triggers.flux import FluxJobEventTrigger

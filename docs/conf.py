@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 
-# Importing the provider imports Airflow, which writes a configuration into its home.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-provider-flux-docs-"))
+# Importing the provider imports Airflow, which writes a configuration into its home
+# (a temporary one, removed at exit).
+_airflow_home = tempfile.TemporaryDirectory(prefix="airflow-provider-flux-docs-")
+os.environ.setdefault("AIRFLOW_HOME", _airflow_home.name)
 
-import airflow_provider_flux
+import airflow_provider_flux  # noqa: E402
 
 project = "airflow-provider-flux"
 copyright = "the airflow-provider-flux authors"

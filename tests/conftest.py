@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import NoReturn
@@ -12,8 +11,9 @@ import pytest
 from airflow_provider_flux.testing.dag_test import configure_airflow_home, migrate_database
 
 # Airflow reads its configuration on first import: give the session a private
-# home (SQLite database, DAG folder) before anything imports it.
-AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-provider-flux-tests-")
+# home (SQLite database, DAG folder) before anything imports it; removed at exit.
+_AIRFLOW_HOME_DIR = tempfile.TemporaryDirectory(prefix="airflow-provider-flux-tests-")
+AIRFLOW_HOME = _AIRFLOW_HOME_DIR.name
 configure_airflow_home(AIRFLOW_HOME)
 
 from airflow_provider_flux.testing import SimulatedFlux  # noqa: E402
@@ -47,11 +47,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[str]:
+def airflow_db() -> str:
     """The session's Airflow metadata database, migrated once."""
     migrate_database()
-    yield AIRFLOW_HOME
-    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+    return AIRFLOW_HOME
 
 
 def skip_without_flux() -> NoReturn:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -148,11 +147,12 @@ def let_jobs_end(flux: FluxTestInstance, jobids: list[int], flag: Path) -> None:
 
 
 def kill_waiting_worker(
-    airflow: AirflowDeployment, dag_id: str, conn_id: str
+    airflow: AirflowDeployment, dag_id: str, conn_id: str, flagdir: Path
 ) -> tuple[str, Path, int, int]:
     """Run ``dag_id``; once its ``run`` task waits on its job, kill the task's process.
-    The run ID, the flag that lets real jobs end, the killed process and the job."""
-    flag = Path(tempfile.mkdtemp(prefix="flux-flag-")) / "done"
+    The run ID, the flag (in ``flagdir``) that lets real jobs end, the killed process
+    and the job."""
+    flag = flagdir / "done"
     run_id = airflow.trigger(dag_id, {"flag": str(flag)})
     pid = try_waiting(airflow, dag_id, run_id, "run", 1)
     (jobid,) = jobs_of_task(conn_id, dag_id, run_id, "run")
@@ -161,10 +161,10 @@ def kill_waiting_worker(
 
 
 def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
-    deployment: Deployment, flux: FluxTestInstance, kind: str
+    deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
-    run_id, flag, pid, jobid = kill_waiting_worker(airflow, dag_id, conn_id)
+    run_id, flag, pid, jobid = kill_waiting_worker(airflow, dag_id, conn_id, tmp_path)
     try:
         # The retry waits on the same job: Flux has no second one.
         try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
@@ -190,10 +190,10 @@ def test_a_worker_killed_while_its_job_runs_reconnects_without_submitting_again(
 
 
 def test_a_retry_after_the_job_failed_submits_a_new_job(
-    deployment: Deployment, flux: FluxTestInstance, kind: str
+    deployment: Deployment, flux: FluxTestInstance, kind: str, tmp_path: Path
 ) -> None:
     airflow, dag_id, conn_id = deployment.airflow, f"durable_{kind}", f"flux_{kind}"
-    run_id, flag, pid, first = kill_waiting_worker(airflow, dag_id, conn_id)
+    run_id, flag, pid, first = kill_waiting_worker(airflow, dag_id, conn_id, tmp_path)
     try:
         flux.cancel(first, "the job fails while no worker watches it")
         try_waiting(airflow, dag_id, run_id, "run", 2, killed=pid)
