@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,9 @@ async def test_a_wait_whose_nested_instance_ends_fails_naming_its_uri(
     # job) and its batch job ends: the watch loses its connection, and each
     # reconnect resolves the URI again, to an instance that is gone.
     pid = inside.run("proxy", batch_job, "flux", "getattr", "broker.pid").stdout
+    rundir = inside.run("proxy", batch_job, "flux", "getattr", "rundir").stdout.strip()
     os.kill(int(pid), signal.SIGKILL)
+    shutil.rmtree(rundir, ignore_errors=True)  # a killed broker leaves its own
     payload = await asyncio.wait_for(wait, 60)
     assert payload["reason"] == "connection"
     assert f"cannot resolve the Flux URI {batch_job!r}" in payload["message"]
