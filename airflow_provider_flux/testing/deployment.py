@@ -337,6 +337,12 @@ class AirflowDeployment(Service):
         if self._client is None:
             raise RuntimeError("the deployment is not started")
         response = self._client.request(method, path, **kwargs)
+        if response.status_code >= 500:  # the cause is in the api-server's log, soon removed
+            tail = self.component_log("api-server")[-5000:]
+            raise RuntimeError(
+                f"{method} {path}: {response.status_code} {response.text}\n"
+                f"The api-server's log ends:\n{tail}"
+            )
         if response.status_code >= 300:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json() if response.content else None
