@@ -336,7 +336,14 @@ class AirflowDeployment(Service):
         """Call the REST API (``/api/v2`` + ``path``); the decoded JSON answer."""
         if self._client is None:
             raise RuntimeError("the deployment is not started")
-        response = self._client.request(method, path, **kwargs)
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if method != "GET":
+                raise
+            # The api-server resets a connection after an error it answered 500 (seen
+            # on the next request): a GET is asked again, once, on a new connection.
+            response = self._client.request(method, path, **kwargs)
         if response.status_code >= 500:  # the cause is in the api-server's log, soon removed
             tail = self.component_log("api-server")[-5000:]
             raise RuntimeError(
