@@ -154,7 +154,7 @@ def measure(design: str, kind: str, uri: str, jobs: int) -> None:
 
     from airflow_provider_flux.testing.dag_test import configure_airflow_home
 
-    home = tempfile.TemporaryDirectory(prefix="ensemble-benchmark-")  # removed at exit
+    home = tempfile.TemporaryDirectory(prefix="ensemble-benchmark-")  # removed on return
     configure_airflow_home(home.name)
     os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
     os.environ["AIRFLOW_CONN_FLUX_DEFAULT"] = json.dumps({"conn_type": "flux", "host": uri})

@@ -79,13 +79,14 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--brokers", type=int, help="default: enough for --parallelism cores")
     args = parser.parse_args()
-    brokers = args.brokers or math.ceil(args.parallelism / (os.cpu_count() or 1))
+    cpus = os.cpu_count() or 1
+    brokers = args.brokers or math.ceil(args.parallelism / cpus)
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
         if shutil.which("flux"):
             instance = stack.enter_context(LocalFluxInstance(size=brokers))
-            cores = brokers * (os.cpu_count() or 1)
-            uri, kind = instance.uri, f"real Flux (flux start --test-size={brokers}: {cores} cores)"
+            uri = instance.uri
+            kind = f"real Flux (flux start --test-size={brokers}: {brokers * cpus} cores)"
         else:
             uri, kind = stack.enter_context(SimulatedFlux()).uri, "the simulator"
         database = stack.enter_context(PostgresServer())

@@ -77,7 +77,7 @@ def _short(frame: Any) -> str:
 
 def measure(design: str, uri: str, count: int) -> dict[str, Any]:
     """One design in this (fresh) process."""
-    home = tempfile.TemporaryDirectory(prefix="trigger-memory-")  # removed at exit
+    home = tempfile.TemporaryDirectory(prefix="trigger-memory-")  # removed on return
     configure_airflow_home(home.name)
     make: Callable[[int], Any]
     if design == "flux":
